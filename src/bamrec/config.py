@@ -1,0 +1,224 @@
+"""Typed configuration: frozen dataclasses, one field per command-line flag.
+
+Unknown keys and invalid values are errors (`ConfigError`), never silently ignored. A field's
+allowed values, when it has a fixed set, live in ``CHOICES`` so the CLI and the validation agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from bamrec.errors import ConfigError
+
+MODELS = ("comirec-sa", "comirec-dr", "mind", "remi", "single")
+SELECTIONS = ("hard", "bam-p", "bam-l")
+LOSSES = ("sampled", "full")
+NEGATIVE_MODES = ("shared", "per-example")
+BAM_L_GRADS = ("straight-through", "none")
+PROTOCOLS = ("standard", "reference")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone: what turns a history into K interest vectors."""
+
+    model: str = "comirec-sa"  # backbone name, one of MODELS ("remi" is ComiRec-SA + REMI training)
+    num_interests: int = 4  # K, interest vectors per user (forced to 1 for "single")
+    hidden_size: int = 64  # D, item embedding and interest size
+    seq_len: int = 50  # L, history window fed to the model
+    routing_iters: int = 3  # dynamic-routing rounds (MIND, ComiRec-DR)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training scheme: selection, losses, optimiser and loop."""
+
+    selection: str = "hard"  # interest selection, one of SELECTIONS
+    temperature: float = 1.0  # T, multiplies the selection logits (smaller = softer)
+    bam_l_dim: int = 16  # d', projection size of BaM_l
+    bam_l_grad: str = "straight-through"  # how BaM_l's projections train; "none" = original (never trained)
+    multi_loss: bool = False  # add the multi-interest (logsumexp over interests) loss
+    loss: str = "sampled"  # "sampled" softmax with uniform negatives, or "full" softmax
+    num_negatives: int = 1280  # S, uniform negatives for the sampled softmax
+    negatives: str = "shared"  # "shared" per batch, or "per-example" (the original's way)
+    remove_accidental_hits: bool = False  # mask sampled negatives equal to the positive
+    remi_beta: float = 0.0  # REMI interest-aware hard negatives (0 = off)
+    remi_lambda: float = 0.0  # REMI routing regularisation weight (0 = off)
+    batch_size: int = 128  # training examples per step
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam weight decay
+    max_iters: int = 1_000_000  # hard cap on training steps
+    eval_every: int = 1000  # steps between validation checks
+    patience: int = 15  # validation checks without improvement before stopping
+    valid_users: int = 0  # fixed validation users: 0 = all, else a seeded subset of this size
+    seed: int = 2021  # seeds sampling, initialisation and the validation subset
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+    eval_batch_size: int = 1024  # users per evaluation chunk
+    progress: bool = True  # show a tqdm progress bar
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a model is evaluated."""
+
+    protocol: str = "standard"  # "standard" (default) or "reference" (the original evaluator)
+    cutoffs: tuple[int, ...] = (10, 20, 50)  # metric cutoffs
+    user_batch_size: int = 1024  # users scored per chunk
+    item_chunk_size: int = 65536  # items scored per chunk (bounds memory)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    data: str = ""  # prepared dataset directory
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": MODELS,
+    "selection": SELECTIONS,
+    "loss": LOSSES,
+    "negatives": NEGATIVE_MODES,
+    "bam_l_grad": BAM_L_GRADS,
+    "protocol": PROTOCOLS,
+}
+
+
+def check_choice(name: str, value: str) -> str:
+    """Return ``value`` if it is valid for ``name``, else raise a ConfigError listing the valid ones."""
+    valid = CHOICES.get(name)
+    if valid is not None and value not in valid:
+        raise ConfigError(f"invalid {name} {value!r}: choose one of {', '.join(valid)}")
+    return value
+
+
+def _validate_section(obj: Any) -> None:
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in CHOICES and isinstance(value, str):
+            check_choice(f.name, value)
+    positive = ("num_interests", "hidden_size", "seq_len", "routing_iters", "bam_l_dim", "num_negatives",
+                "batch_size", "max_iters", "eval_every", "patience", "eval_batch_size",
+                "user_batch_size", "item_chunk_size")
+    for name in positive:
+        if hasattr(obj, name) and getattr(obj, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(obj, name)}")
+    for name in ("lr", "temperature"):
+        if hasattr(obj, name) and not getattr(obj, name) > 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(obj, name)}")
+    for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users"):
+        if hasattr(obj, name) and getattr(obj, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(obj, name)}")
+    if hasattr(obj, "cutoffs"):
+        if not obj.cutoffs or any(int(k) <= 0 for k in obj.cutoffs):
+            raise ConfigError(f"cutoffs must be positive integers, got {obj.cutoffs}")
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {where} option(s): {', '.join(unknown)}; valid: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        f = known[name]
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            kwargs[name] = _build(type(default), value, name)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(int(v) for v in value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            try:
+                kwargs[name] = type(default)(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}.{name} must be a number, got {value!r}") from None
+        else:
+            kwargs[name] = value
+    obj = cls(**kwargs)
+    _validate_section(obj)
+    return obj
+
+
+def run_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Build a validated RunConfig from nested dicts (``{"model": {...}, "train": {...}}``)."""
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return RunConfig(
+        data=str(values.get("data", "")),
+        model=_build(ModelConfig, values.get("model", {}), "model"),
+        train=_build(TrainConfig, values.get("train", {}), "train"),
+        eval=_build(EvalConfig, values.get("eval", {}), "eval"),
+    )
+
+
+def flat_fields() -> dict[str, str]:
+    """Map every leaf option name to its section (``{"seq_len": "model", "lr": "train", ...}``)."""
+    out: dict[str, str] = {}
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("eval", EvalConfig)):
+        for f in fields(cls):
+            out[f.name] = section
+    return out
+
+
+def run_config_from_flat(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Apply flat ``option -> value`` pairs (CLI flags, a flat config file) on top of ``base``."""
+    nested = to_dict(base or RunConfig())
+    where = flat_fields()
+    for name, value in values.items():
+        if name == "data":
+            nested["data"] = str(value)
+            continue
+        if name not in where:
+            raise ConfigError(f"unknown option {name!r}; valid: data, {', '.join(where)}")
+        nested[where[name]][name] = value
+    return run_config_from_dict(nested)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML config file; sections (model/train/eval) or flat keys are both accepted."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors carry line numbers; keep them
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("model", "train", "eval") and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

@@ -1,0 +1,41 @@
+"""The backbone contract shared by every multi-interest extractor.
+
+A backbone maps a batch of histories to K interest vectors and owns the item embedding table,
+which is shared with the output layer (scores are inner products with ``item_embeddings()``).
+Nothing about losses, interest selection or sampling lives in a model file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+
+class MultiInterestBackbone(nn.Module, ABC):
+    """Base class: ``forward(items[B, L], mask[B, L]) -> interests[B, K, D]``.
+
+    Attributes set by subclasses: ``num_items`` (N, excluding padding), ``hidden_size`` (D),
+    ``num_interests`` (K), ``seq_len`` (L, the longest history the model accepts) and
+    ``embeddings`` (an ``nn.Embedding(N + 1, D)``; row 0 is padding).
+    """
+
+    num_items: int
+    hidden_size: int
+    num_interests: int
+    seq_len: int
+    embeddings: nn.Embedding
+
+    @abstractmethod
+    def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Interests ``[B, K, D]`` of histories ``items`` (int64 ``[B, L]``, 0 = padding) under ``mask`` (bool ``[B, L]``)."""
+
+    def item_embeddings(self) -> torch.Tensor:
+        """The item table ``[N + 1, D]`` used for scoring; row 0 is padding."""
+        return self.embeddings.weight
+
+    def regularization(self) -> torch.Tensor | None:
+        """An extra training loss term computed during the last forward pass (REMI's routing
+        regularisation), or None. Backbones without one return None."""
+        return None
