@@ -57,7 +57,6 @@ class TrainConfig:
     valid_users: int = 0  # fixed validation users: 0 = all, else a seeded subset of this size
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
-    eval_batch_size: int = 1024  # users per evaluation chunk
     progress: bool = True  # show a tqdm progress bar
 
 
@@ -68,7 +67,7 @@ class EvalConfig:
     protocol: str = "standard"  # "standard" (default) or "reference" (the original evaluator)
     cutoffs: tuple[int, ...] = (10, 20, 50)  # metric cutoffs
     user_batch_size: int = 1024  # users scored per chunk
-    item_chunk_size: int = 65536  # items scored per chunk (bounds memory)
+    item_chunk_size: int = 16384  # items scored per chunk (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def _validate_section(obj: Any) -> None:
         if f.name in CHOICES and isinstance(value, str):
             check_choice(f.name, value)
     positive = ("num_interests", "hidden_size", "seq_len", "routing_iters", "bam_l_dim", "num_negatives",
-                "batch_size", "max_iters", "eval_every", "patience", "eval_batch_size",
+                "batch_size", "max_iters", "eval_every", "patience",
                 "user_batch_size", "item_chunk_size")
     for name in positive:
         if hasattr(obj, name) and getattr(obj, name) <= 0:

@@ -1,0 +1,164 @@
+"""`bamrec train`, `evaluate`, `recommend` and `import-reference`.
+
+Every training option is a flag named after its config field (``seq_len`` -> ``--seq-len``), and can
+also come from a TOML/YAML file given with ``--config``; flags override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from bamrec.config import CHOICES, EvalConfig, ModelConfig, TrainConfig, load_config_file, run_config_from_flat
+from bamrec.errors import ConfigError
+
+_SKIP_FLAGS = {"cutoffs"}  # given as "10,20,50", handled by parse_cutoffs
+
+
+def parse_cutoffs(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--cutoffs must be comma-separated integers like 10,20,50, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"--cutoffs must be positive integers, got {text!r}")
+    return values
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for cls, title in ((ModelConfig, "model"), (TrainConfig, "training"), (EvalConfig, "evaluation")):
+        group = parser.add_argument_group(f"{title} options")
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            if f.name in _SKIP_FLAGS:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            default = getattr(defaults, f.name)
+            help_text = f"(default: {default})"
+            if isinstance(default, bool):
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
+            else:
+                group.add_argument(flag, dest=f.name, type=type(default), default=None,
+                                   choices=CHOICES.get(f.name), help=help_text)
+    parser.add_argument("--cutoffs", type=parse_cutoffs, default=None, help="metric cutoffs (default: 10,20,50)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from bamrec.api import train
+
+    flat: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    field_names = {f.name for cls in (ModelConfig, TrainConfig, EvalConfig) for f in dataclasses.fields(cls)}
+    for name in field_names:
+        value = getattr(args, name, None)
+        if value is not None:
+            flat[name] = value
+    if args.data is not None:
+        flat["data"] = args.data
+    config = run_config_from_flat(flat)
+    result = train(config, args.out, overwrite=args.overwrite, resume=args.resume)
+    print(f"run written to {result.run_dir} (stopped: {result.stopped}, best iteration {result.best_iter})")
+    _print_metrics(result.test, title="test")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    cutoffs = sorted({int(k.split("@")[1]) for k in metrics if "@" in k})
+    names = [n for n in ("recall", "ndcg", "mrr") if any(f"{n}@{c}" in metrics for c in cutoffs)]
+    header = f"{title} ({metrics.get('users', '?')} users, {metrics.get('protocol', '?')} protocol)"
+    print(header)
+    print("  " + "metric".ljust(8) + "".join(f"@{c}".rjust(10) for c in cutoffs))
+    for name in names:
+        print("  " + name.ljust(8) + "".join(f"{metrics[f'{name}@{c}']:.4f}".rjust(10) for c in cutoffs))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from bamrec.api import load_run
+
+    run = load_run(args.run, device=args.device)
+    metrics = run.evaluate(split=args.split, protocol=args.protocol, cutoffs=args.cutoffs, data=args.data,
+                           progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+        return 0
+    _print_metrics(metrics, title=args.split)
+    from bamrec.evaluation.diagnostics_run import format_diagnostics
+
+    text = format_diagnostics(run.path)
+    if text:
+        print(text)
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from bamrec.api import load_run
+
+    run = load_run(args.run, device=args.device)
+    recs = run.recommend(user=args.user, items=args.items, k=args.k, exclude_history=args.exclude_history,
+                         data=args.data)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in recs]))
+        return 0
+    print(f"{'rank':>4}  {'item':>12}  {'score':>9}  interest")
+    for r in recs:
+        print(f"{r.rank:>4}  {str(r.item):>12}  {r.score:>9.4f}  {r.interest}")
+    return 0
+
+
+def _import_reference(args: argparse.Namespace) -> int:
+    from bamrec.compat.importer import import_reference
+
+    path = import_reference(args.checkpoint, data=args.data, backbone=args.backbone, seq_len=args.seq_len,
+                            selection=args.selection, out=args.out, overwrite=args.overwrite,
+                            temperature=args.temperature)
+    print(f"imported {args.checkpoint} into {path}; evaluate it with: bamrec evaluate {path} --protocol reference")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a multi-interest model and write a run directory",
+                              description="Train a model. Flags override --config; see docs/cli.md.")
+    p.add_argument("--data", help="prepared dataset directory (bamrec data prepare)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="TOML or YAML file with options (flags override it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_config_flags(p)
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a run on the test or validation split")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--split", choices=("test", "valid"), default="test")
+    p.add_argument("--protocol", choices=CHOICES["protocol"], default="standard")
+    p.add_argument("--cutoffs", type=parse_cutoffs, default=(10, 20, 50), help="e.g. 10,20,50")
+    p.add_argument("--data", help="dataset directory, when it moved since training")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser("recommend", help="top-k items for a user or an ad-hoc history")
+    p.add_argument("run", help="run directory")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="original user id from the run's dataset")
+    who.add_argument("--items", nargs="+", help="an ad-hoc history of original item ids, oldest first")
+    p.add_argument("-k", type=int, default=20, help="number of items (default 20)")
+    p.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
+    p.add_argument("--data", help="dataset directory, when it moved since training")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_recommend)
+
+    p = subparsers.add_parser("import-reference",
+                              help="turn a checkpoint of the original BaM code into a run directory")
+    p.add_argument("checkpoint", help="the original's model.pt (a state_dict)")
+    p.add_argument("--data", required=True, help="the prepared dataset it was trained on")
+    p.add_argument("--backbone", choices=("comirec-sa", "mind"), default="comirec-sa")
+    p.add_argument("--seq-len", type=int, default=200)
+    p.add_argument("--selection", choices=CHOICES["selection"], default="bam-p")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=_import_reference)

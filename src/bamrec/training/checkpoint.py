@@ -1,0 +1,178 @@
+"""Run directories: everything needed to use a trained model without the trainer's state.
+
+Layout (``architecture.md``)::
+
+    config.json        resolved RunConfig, seed, versions, dataset path/checksum/stats
+    model.safetensors  weights of the backbone (``backbone.*``) and the selector (``selector.*``)
+    item_map.json      original item id -> embedding row (row 0 is padding)
+    metrics.jsonl      one line per validation check
+    summary.json       test metrics after training
+    diagnostics.json   interest-balance diagnostics
+    train.log          the training log
+    last.ckpt          optimiser/sampler state for ``--resume`` (not needed to use the model)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from bamrec.config import RunConfig, run_config_from_dict, to_dict
+from bamrec.data.sequences import SequenceDataset
+from bamrec.errors import RunDirError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+ITEM_MAP_FILE = "item_map.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+DIAGNOSTICS_FILE = "diagnostics.json"
+RESUME_FILE = "last.ckpt"
+LOG_FILE = "train.log"
+RUN_FORMAT = "bamrec-run/1"
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change the numbers."""
+    from bamrec import __version__
+
+    return {
+        "bamrec": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``path`` for a new run; an existing non-empty directory needs ``overwrite`` or ``resume``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} exists and is not a directory")
+    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
+        raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it or --resume to continue it")
+    if overwrite and not resume and path.exists():
+        for name in (CONFIG_FILE, WEIGHTS_FILE, ITEM_MAP_FILE, METRICS_FILE, SUMMARY_FILE, DIAGNOSTICS_FILE,
+                     RESUME_FILE, LOG_FILE):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dataset_record(dataset: SequenceDataset, data_path: str | Path) -> dict[str, Any]:
+    """What a run remembers about its dataset, to refuse mismatched data later."""
+    return {
+        "path": str(Path(data_path).resolve()),
+        "checksum": dataset.manifest.get("checksum") or dataset.checksum(),
+        "num_items": dataset.num_items,
+        "num_users": dataset.num_users,
+        "stats": dataset.stats(),
+    }
+
+
+def write_config(path: Path, config: RunConfig, dataset: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    record = {
+        "format": RUN_FORMAT,
+        "config": to_dict(config),
+        "seed": config.train.seed,
+        "versions": versions(),
+        "dataset": dataset,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+    }
+    record.update(extra or {})
+    write_json(path / CONFIG_FILE, record)
+
+
+def read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The RunConfig and the full record of a run directory."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise RunDirError(f"{path} is not a bamrec run directory (no {CONFIG_FILE})")
+    record = json.loads(file.read_text(encoding="utf-8"))
+    if record.get("format") != RUN_FORMAT:
+        raise RunDirError(f"{file} has format {record.get('format')!r}, expected {RUN_FORMAT!r}")
+    return run_config_from_dict(record["config"]), record
+
+
+def write_json(file: Path, value: Any) -> None:
+    tmp = file.with_suffix(file.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(file)  # atomic: a crash never leaves half a file
+
+
+def read_json(file: Path) -> Any:
+    return json.loads(Path(file).read_text(encoding="utf-8"))
+
+
+def append_jsonl(file: Path, value: Any) -> None:
+    with file.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(value, sort_keys=True) + "\n")
+
+
+def read_jsonl(file: Path) -> list[dict[str, Any]]:
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_weights(path: Path, module: torch.nn.Module, metadata: dict[str, str]) -> None:
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path / WEIGHTS_FILE)
+
+
+def load_weights(path: Path, module: torch.nn.Module) -> None:
+    """Load ``model.safetensors`` into ``module``, refusing any key or shape mismatch with the reason."""
+    file = Path(path) / WEIGHTS_FILE
+    if not file.is_file():
+        raise RunDirError(f"{path} has no {WEIGHTS_FILE}: the run was never checkpointed")
+    state = load_file(str(file))
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise RunDirError(
+            f"{file} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}; "
+            "was it written for another model configuration?"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise RunDirError(
+                f"{file}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)} "
+                "(another dataset or model size?)"
+            )
+    module.load_state_dict(state)
+
+
+def write_item_map(path: Path, dataset: SequenceDataset) -> None:
+    ids = dataset.item_ids.tolist()
+    write_json(path / ITEM_MAP_FILE, {
+        "num_items": len(ids),
+        "id_type": "int" if np.issubdtype(dataset.item_ids.dtype, np.integer) else "str",
+        "rows": {str(item): row for row, item in enumerate(ids, start=1)},
+    })
+
+
+def read_item_map(path: Path) -> tuple[list[Any], dict[str, int]]:
+    """``(ids, rows)``: ``ids[row]`` is the original id of embedding row ``row`` (``ids[0]`` is None)."""
+    file = Path(path) / ITEM_MAP_FILE
+    if not file.is_file():
+        raise RunDirError(f"{path} has no {ITEM_MAP_FILE}")
+    record = json.loads(file.read_text(encoding="utf-8"))
+    rows: dict[str, int] = record["rows"]
+    ids: list[Any] = [None] * (record["num_items"] + 1)
+    cast = int if record.get("id_type") == "int" else str
+    for key, row in rows.items():
+        ids[row] = cast(key)
+    return ids, rows
