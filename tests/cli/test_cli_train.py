@@ -1,0 +1,67 @@
+"""`bamrec train / evaluate / recommend` through the command-line entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bamrec.cli import main
+from bamrec.data.sequences import SequenceDataset
+
+FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
+         "--num-negatives", "10", "--eval-every", "20", "--max-iters", "40", "--no-progress"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
+    sequences[0] = list(range(1, 31))
+    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def test_train_evaluate_recommend(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data_dir), "--model", "comirec-sa", "--selection", "bam-p",
+                 "--multi-loss", "--out", str(run), *FLAGS]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--cutoffs", "5,10"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"recall@5", "ndcg@5", "mrr@5", "recall@10", "ndcg@10", "mrr@10", "users", "protocol"}
+    assert metrics["protocol"] == "standard"
+    assert main(["evaluate", str(run), "--protocol", "reference", "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert "reference protocol" in out and "recall" in out
+    assert main(["recommend", str(run), "--user", "2", "-k", "3", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in recs] == [1, 2, 3]
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["train"]["selection"] == "bam-p" and config["train"]["multi_loss"] is True
+
+
+def test_config_file_with_flag_override(data_dir, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[model]\nmodel = "mind"\nhidden_size = 8\n[train]\nselection = "bam-l"\nlr = 0.01\n')
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--data", str(data_dir), "--out", str(run), *FLAGS,
+                 "--lr", "0.002"]) == 0
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["model"]["model"] == "mind"
+    assert config["train"]["selection"] == "bam-l"
+    assert config["train"]["lr"] == 0.002
+
+
+def test_user_mistakes_are_one_line_errors(data_dir, tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("lerning_rate: 0.1\n")
+    assert main(["train", "--config", str(cfg), "--data", str(data_dir), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option 'lerning_rate'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--selection", "soft"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "not a bamrec run directory" in capsys.readouterr().err
