@@ -1,0 +1,87 @@
+"""Backbones (history -> K interests) and the presets that name training schemes.
+
+``build_backbone`` turns a ``ModelConfig`` into a module; ``resolve_presets`` fills in what a model
+name implies (``"remi"``: ComiRec-SA trained with REMI's interest-aware hard negatives and routing
+regularisation, Xie et al. RecSys 2023; ``"single"``: one interest). Call ``resolve_presets`` once
+on the user's config before training and save the resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bamrec.config import MODELS, ModelConfig, RunConfig
+from bamrec.errors import ConfigError
+from bamrec.models.base import MultiInterestBackbone
+from bamrec.models.comirec_dr import ComiRecDR
+from bamrec.models.comirec_sa import ComiRecSA
+from bamrec.models.mind import MIND
+from bamrec.models.single import SingleInterest
+
+__all__ = [
+    "MultiInterestBackbone",
+    "ComiRecSA",
+    "ComiRecDR",
+    "MIND",
+    "SingleInterest",
+    "build_backbone",
+    "resolve_presets",
+    "ATTENTION_MODELS",
+    "REMI_BETA",
+    "REMI_LAMBDA",
+]
+
+REMI_BETA = 0.01  # IHN sharpness BaM's code uses for its REMI runs
+REMI_LAMBDA = 100.0  # routing-regularisation weight BaM's code uses for REMI under hard selection
+ATTENTION_MODELS = ("comirec-sa", "remi")  # backbones with an attention map (routing regularisation)
+
+
+def _check_model(name: str) -> None:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+
+
+def build_backbone(config: ModelConfig, num_items: int, seed: int = 0) -> MultiInterestBackbone:
+    """The backbone named by ``config.model`` for ``num_items`` items (ids 1..N, 0 = padding).
+
+    ``seed`` fixes the initial weights (and MIND's evaluation routing logits).
+    """
+    _check_model(config.model)
+    if num_items <= 0:
+        raise ConfigError(f"num_items must be positive, got {num_items}")
+    common = dict(num_items=num_items, hidden_size=config.hidden_size, seq_len=config.seq_len, seed=seed)
+    if config.model in ("comirec-sa", "remi"):
+        return ComiRecSA(num_interests=config.num_interests, **common)
+    if config.model == "mind":
+        return MIND(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
+    if config.model == "comirec-dr":
+        return ComiRecDR(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
+    return SingleInterest(**common)
+
+
+def resolve_presets(config: RunConfig) -> RunConfig:
+    """Apply what the model name implies, leaving fields the user changed from their defaults alone.
+
+    - ``"remi"``: ``remi_beta = 0.01``, and ``remi_lambda = 100`` only under ``selection="hard"``
+      (as BaM's code runs REMI), each only where the field is still 0.0.
+    - ``"single"``: ``num_interests = 1``.
+    - Routing regularisation on a backbone without attention is a ConfigError.
+    The result is idempotent: resolving a resolved config changes nothing.
+    """
+    _check_model(config.model.model)
+    model, train = config.model, config.train
+    if model.model == "remi":
+        updates = {}
+        if train.remi_beta == 0.0:
+            updates["remi_beta"] = REMI_BETA
+        if train.remi_lambda == 0.0 and train.selection == "hard":
+            updates["remi_lambda"] = REMI_LAMBDA
+        train = dataclasses.replace(train, **updates)
+    if model.model == "single" and model.num_interests != 1:
+        model = dataclasses.replace(model, num_interests=1)
+    if train.remi_lambda > 0 and model.model not in ATTENTION_MODELS:
+        raise ConfigError(
+            f"remi_lambda (REMI routing regularisation) needs an attention backbone "
+            f"({', '.join(ATTENTION_MODELS)}); model {model.model!r} has none: set remi_lambda to 0"
+        )
+    return dataclasses.replace(config, model=model, train=train)

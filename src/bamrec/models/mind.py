@@ -1,0 +1,137 @@
+"""MIND: multi-interest extraction by capsule dynamic routing, as the BaM code has it.
+
+C. Li, Z. Liu, M. Wu, Y. Xu, H. Zhao, P. Huang, G. Kang, Q. Chen, W. Li, D. L. Lee.
+*Multi-Interest Network with Dynamic Routing for Recommendation at Tmall.* CIKM 2019.
+
+The variant used by BaM (J. Lee, J. Yun, U Kang, IEEE BigData 2024): one bilinear map ``W``
+shared by all interests, ``Ê = W · E_hist``; ``routing_iters`` (3) rounds of dynamic routing with
+squash; routing logits ``b [B, K, L]`` drawn from a standard normal at every training forward pass;
+coupling weights ``softmax_over_L(b)``; the first ``routing_iters - 1`` rounds read a
+gradient-stopped ``Ê`` (only the last weighted sum carries gradient); no ReLU layer. MIND's
+label-aware attention and per-user interest count are not part of it.
+
+The routing itself (``dynamic_routing``, ``squash``) lives here and is shared with ComiRec-DR.
+
+Deviations:
+- Evaluation is deterministic: in ``eval()`` mode the routing logits are a fixed buffer
+  ``eval_routing_logits [K, seq_len]`` drawn once from a seeded standard normal at construction
+  (and saved with the model). The original draws fresh logits at every forward pass, so its
+  evaluation is random. Zeros would not do: with a shared map all K capsules would be identical.
+- Training draws use the ``generator`` passed to ``forward`` (the objective passes its own), or
+  the global torch RNG when none is given.
+- The coupling softmax over positions is restricted to the valid positions. The original takes the
+  softmax over all ``seq_len`` positions (padding included, with random logits) and then zeroes the
+  padded weights, so the weights of a short history sum to much less than one and its interests
+  shrink towards zero after the squash.
+- The padding row 0 of the embedding table is kept and trainable (see ``comirec_sa``); histories
+  never read it because embeddings are multiplied by the mask.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bamrec.models.base import MultiInterestBackbone
+from bamrec.models.comirec_sa import init_parameters
+
+_SQUASH_EPS = 1e-9
+
+
+def squash(capsules: torch.Tensor) -> torch.Tensor:
+    """Capsule squash ``|s|^2 / (1 + |s|^2) * s / |s|`` over the last dimension (Sabour et al. 2017)."""
+    norm2 = capsules.square().sum(-1, keepdim=True)  # [..., 1]
+    return capsules * (norm2 / (1.0 + norm2) / torch.sqrt(norm2 + _SQUASH_EPS))
+
+
+def coupling_weights(
+    logits: torch.Tensor, mask: torch.Tensor, over: Literal["positions", "interests"]
+) -> torch.Tensor:
+    """Routing weights ``[B, K, L]`` from ``logits [B, K, L]``; padded positions get weight 0.
+
+    ``over="positions"``: softmax over the valid positions of each interest (MIND in the BaM code).
+    ``over="interests"``: softmax over the K interests of each position (ComiRec-DR, CapsNet).
+    """
+    valid = mask[:, None, :]  # [B, 1, L]
+    if over == "positions":
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+        weights = torch.softmax(logits, dim=-1)  # [B, K, L]
+    else:
+        weights = torch.softmax(logits, dim=1)  # [B, K, L]
+    return weights * valid.to(weights.dtype)  # [B, K, L]
+
+
+def dynamic_routing(
+    item_hat: torch.Tensor,
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    iters: int,
+    over: Literal["positions", "interests"],
+) -> torch.Tensor:
+    """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat``.
+
+    ``item_hat`` is ``[B, 1, L, D]`` (one map shared by all interests) or ``[B, K, L, D]`` (one map per
+    interest); ``logits [B, K, L]`` are the initial routing logits (no gradient). All rounds but the
+    last read ``item_hat.detach()``, so gradient reaches ``item_hat`` only through the final
+    weighted sum, as in the original MIND/ComiRec code.
+    """
+    frozen = item_hat.detach()
+    logits = logits.detach()
+    capsules = item_hat.new_zeros(())
+    for i in range(iters):
+        last = i == iters - 1
+        source = item_hat if last else frozen  # [B, 1|K, L, D]
+        weights = coupling_weights(logits, mask, over).unsqueeze(2)  # [B, K, 1, L]
+        capsules = squash(torch.matmul(weights, source).squeeze(2))  # [B, K, D]
+        if not last:
+            logits = logits + torch.matmul(source, capsules.unsqueeze(-1)).squeeze(-1)  # [B, K, L]
+    return capsules  # [B, K, D]
+
+
+class MIND(MultiInterestBackbone):
+    """Capsule-routing multi-interest extractor (Li et al., CIKM 2019), BaM's variant."""
+
+    stochastic = True  # forward accepts a ``generator`` for its training-time routing logits
+
+    def __init__(
+        self,
+        num_items: int,
+        hidden_size: int = 64,
+        num_interests: int = 4,
+        seq_len: int = 50,
+        routing_iters: int = 3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.hidden_size = hidden_size
+        self.num_interests = num_interests
+        self.seq_len = seq_len
+        self.routing_iters = routing_iters
+        self.embeddings = nn.Embedding(num_items + 1, hidden_size)
+        self.linear = nn.Linear(hidden_size, hidden_size, bias=False)  # shared bilinear map W
+        generator = torch.Generator().manual_seed(seed)
+        init_parameters(self, generator)
+        self.register_buffer("eval_routing_logits", torch.randn(num_interests, seq_len, generator=generator))
+
+    def initial_logits(self, batch: int, length: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Routing logits ``[B, K, L]``: fresh N(0, 1) draws in training, the fixed buffer in eval."""
+        weight = self.embeddings.weight
+        if not self.training:
+            return self.eval_routing_logits[:, :length].to(weight.dtype).expand(batch, -1, -1)  # [B, K, L]
+        shape = (batch, self.num_interests, length)
+        return torch.randn(shape, generator=generator, device=weight.device, dtype=weight.dtype)  # [B, K, L]
+
+    def forward(
+        self, items: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Interests ``[B, K, D]``; ``generator`` drives the training-time routing logits."""
+        batch, length = items.shape
+        if length > self.seq_len:
+            raise ValueError(f"history length {length} exceeds the model's seq_len {self.seq_len}")
+        emb = self.embeddings(items) * mask.unsqueeze(-1).to(self.embeddings.weight.dtype)  # [B, L, D]
+        item_hat = self.linear(emb).unsqueeze(1)  # [B, 1, L, D]
+        logits = self.initial_logits(batch, length, generator)  # [B, K, L]
+        return dynamic_routing(item_hat, logits, mask, self.routing_iters, over="positions")  # [B, K, D]

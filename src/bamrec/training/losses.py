@@ -1,0 +1,176 @@
+"""Training losses: sampled / full softmax, BaM's multi-interest loss, REMI's terms.
+
+- Sampled softmax with the logQ correction (S. Jean et al., ACL 2015; S. Bengio and J.-S. Senécal,
+  2008): every logit is ``s - log q`` with ``q`` the noise distribution of the negatives. Under
+  uniform noise the correction is a constant and cancels, but it is implemented generally through
+  a noise log-probability vector ``[N + 1]``.
+- Negatives: ``shared`` (one set ``[S]`` per batch from ids 1..N, with replacement; one
+  ``[B, D] x [D, S]`` matmul) or ``per-example`` (the original BaM code's way: ``[B, S]``, each row
+  drawn without replacement over ids 0..N, padding included; one batched matmul).
+- ``remove_accidental_hits``: a negative equal to the positive gets logit -inf.
+- Multi-interest loss (BaM, Lee et al. IEEE BigData 2024, Eq. 10-12): the same loss on
+  ``s(u, i) = logsumexp_k (m_k · e_i)`` with the same negatives.
+- Interest-aware hard negatives (IHN; REMI, Y. Xie et al. RecSys 2023): the negative term of the
+  softmax is re-weighted by ``n · softmax(beta · s_neg)`` over the n valid negatives. The weights
+  are detached and scaled by n, so ``beta = 0`` gives weights 1 and the plain loss.
+- Routing regularisation (RR; REMI): penalises the spread of each interest's attention over the
+  valid history positions (``routing_regularization``).
+
+Shapes: B batch, K interests, D hidden, N items, S negatives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from bamrec.config import NEGATIVE_MODES
+from bamrec.errors import ConfigError
+
+_BACKOFF_PROB = 1e-10  # floor of the noise probability of ids that are never drawn
+
+
+def uniform_noise_log_prob(num_items: int, mode: str) -> torch.Tensor:
+    """``log q [N + 1]`` of uniform negatives: over ids 1..N (``shared``) or 0..N (``per-example``).
+
+    Ids that are never drawn (padding in ``shared`` mode) get a floor of 1e-10 so that the vector
+    stays finite.
+    """
+    if mode not in NEGATIVE_MODES:
+        raise ConfigError(f"invalid negatives {mode!r}: choose one of {', '.join(NEGATIVE_MODES)}")
+    probs = torch.full((num_items + 1,), 1.0 / (num_items + (mode == "per-example")), dtype=torch.float64)
+    if mode == "shared":
+        probs[0] = 0.0
+    return probs.clamp_min(_BACKOFF_PROB).log().float()  # [N + 1]
+
+
+def sample_negatives(
+    num_items: int,
+    num_negatives: int,
+    mode: str,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Uniform negative ids: ``[S]`` from 1..N with replacement (``shared``), or ``[B, S]`` with each
+    row drawn without replacement from 0..N (``per-example``, as the original's ``multinomial``)."""
+    if mode == "shared":
+        return torch.randint(1, num_items + 1, (num_negatives,), generator=generator, device=device)  # [S]
+    if mode != "per-example":
+        raise ConfigError(f"invalid negatives {mode!r}: choose one of {', '.join(NEGATIVE_MODES)}")
+    if num_negatives > num_items + 1:
+        raise ConfigError(
+            f"num_negatives={num_negatives} exceeds the {num_items + 1} ids per-example negatives are "
+            "drawn from without replacement; lower num_negatives or use negatives=shared"
+        )
+    # The top-S of i.i.d. uniform keys is a uniform S-subset: sampling without replacement, batched.
+    keys = torch.rand((batch_size, num_items + 1), generator=generator, device=device)  # [B, N + 1]
+    return keys.topk(num_negatives, dim=1).indices  # [B, S]
+
+
+def single_scores(
+    query: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of one vector per example: positives ``[B]`` and negatives ``[B, S]``.
+
+    ``query [B, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` (shared) or ``[B, S, D]``.
+    """
+    positive = (query * target_emb).sum(-1)  # [B]
+    if negative_emb.dim() == 2:
+        negative = query @ negative_emb.T  # [B, S]
+    else:
+        negative = torch.bmm(negative_emb, query.unsqueeze(-1)).squeeze(-1)  # [B, S]
+    return positive, negative
+
+
+def multi_scores(
+    interests: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BaM's all-interest scores ``s(u, i) = logsumexp_k m_k · e_i``: positives ``[B]``, negatives ``[B, S]``.
+
+    ``interests [B, K, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` or ``[B, S, D]``.
+    """
+    positive = torch.einsum("bkd,bd->bk", interests, target_emb).logsumexp(-1)  # [B]
+    if negative_emb.dim() == 2:
+        negative = torch.matmul(interests, negative_emb.T)  # [B, K, S]
+    else:
+        negative = torch.bmm(interests, negative_emb.transpose(1, 2))  # [B, K, S]
+    return positive, negative.logsumexp(1)  # [B, S]
+
+
+def hard_negative_log_weights(negative: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
+    """REMI's IHN log-weights ``log(n · softmax(beta · s_neg))`` over the valid negatives, detached.
+
+    ``negative [B, S]`` raw scores, ``valid [B, S]`` bool or None (all valid). Invalid entries get
+    -inf; with ``beta = 0`` every valid weight is 1 (log-weight 0).
+    """
+    scores = beta * negative.detach()  # [B, S]
+    if valid is None:
+        return F.log_softmax(scores, dim=-1) + math.log(negative.shape[-1])  # [B, S]
+    count = valid.sum(-1, keepdim=True).clamp_min(1).to(scores.dtype)  # [B, 1]
+    log_w = F.log_softmax(scores.masked_fill(~valid, float("-inf")), dim=-1) + count.log()  # [B, S]
+    return log_w.masked_fill(~valid, float("-inf"))  # [B, S]
+
+
+def sampled_softmax_loss(
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    positive_log_q: torch.Tensor | None = None,
+    negative_log_q: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+    beta: float = 0.0,
+) -> torch.Tensor:
+    """Per-example softmax cross entropy of the positive against its negatives: ``[B]``.
+
+    ``positive [B]`` and ``negative [B, S]`` are model scores; ``positive_log_q [B]`` and
+    ``negative_log_q`` (``[S]`` or ``[B, S]``) the noise log-probabilities subtracted from them (None:
+    no correction); ``valid [B, S]`` False drops a negative (accidental hit); ``beta > 0`` applies
+    REMI's IHN re-weighting of the negative term.
+    """
+    pos_logit = positive if positive_log_q is None else positive - positive_log_q  # [B]
+    neg_logit = negative if negative_log_q is None else negative - negative_log_q  # [B, S]
+    if valid is not None:
+        neg_logit = neg_logit.masked_fill(~valid, float("-inf"))
+    if beta != 0.0:
+        neg_logit = neg_logit + hard_negative_log_weights(negative, valid, beta)  # [B, S]
+    logits = torch.cat([pos_logit.unsqueeze(1), neg_logit], dim=1)  # [B, 1 + S]
+    return torch.logsumexp(logits, dim=1) - pos_logit  # [B]
+
+
+def full_softmax_loss(scores: torch.Tensor, target: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """Per-example cross entropy over all items 1..N: ``[B]``.
+
+    ``scores [B, N]`` are the scores of items 1..N (padding excluded; column j is item j + 1) and
+    ``target [B]`` item ids in 1..N. With ``beta > 0`` the non-target items are re-weighted as in IHN.
+    """
+    column = target - 1  # [B]
+    if beta == 0.0:
+        return F.cross_entropy(scores, column, reduction="none")  # [B]
+    positive = scores.gather(1, column.unsqueeze(1)).squeeze(1)  # [B]
+    valid = torch.ones_like(scores, dtype=torch.bool).scatter_(1, column.unsqueeze(1), False)  # [B, N]
+    return sampled_softmax_loss(positive, scores, valid=valid, beta=beta)  # [B]
+
+
+def accidental_hits(negatives: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``[B, S]`` True where a negative id equals the example's positive; ``negatives`` ``[S]`` or ``[B, S]``."""
+    if negatives.dim() == 1:
+        return negatives.unsqueeze(0) == target.unsqueeze(1)  # [B, S]
+    return negatives == target.unsqueeze(1)  # [B, S]
+
+
+def routing_regularization(attention: torch.Tensor, mask: torch.Tensor, hidden_size: int) -> torch.Tensor:
+    """REMI's routing regularisation of attention ``[B, K, L]`` under ``mask [B, L]``: a scalar.
+
+    For each example and interest, ``r_bk = sum_{valid l} (a_bkl - mean_valid(a_bk))^2 / D`` (the
+    diagonal of REMI's ``C C^T / D`` with ``C`` the centred attention); the penalty is
+    ``sum_b sum_k r_bk^2``, summed over the batch as in REMI's code so that its weight (lambda = 100)
+    keeps its meaning. A history that spreads its attention evenly costs nothing; one that puts all
+    of an interest's attention on a single item costs most.
+    """
+    weight = mask.unsqueeze(1).to(attention.dtype)  # [B, 1, L]
+    count = weight.sum(-1, keepdim=True).clamp_min(1.0)  # [B, 1, 1]
+    mean = (attention * weight).sum(-1, keepdim=True) / count  # [B, K, 1]
+    spread = ((attention - mean).square() * weight).sum(-1) / hidden_size  # [B, K]
+    return spread.square().sum()

@@ -1,0 +1,144 @@
+"""The training objective: backbone + interest selection + losses, one call per step.
+
+``Objective`` owns the backbone and the ``BaMSelector`` (so BaM_l's projections are saved with the
+model) and computes, for a batch ``(history, mask, target)``:
+
+    L = L_s + [multi_loss] L_m + [remi_lambda > 0] lambda * RR
+
+``L_s`` is the loss of the selected interest (sampled or full softmax), ``L_m`` BaM's multi-interest
+loss on ``logsumexp_k m_k · e`` with the same negatives (Lee et al., IEEE BigData 2024, Eq. 10-12),
+and RR REMI's routing regularisation (Xie et al., RecSys 2023). REMI's interest-aware hard
+negatives (``remi_beta``) apply to both ``L_s`` and ``L_m``, as in BaM's code.
+
+The forward pass has no host synchronisation (no ``.item()``), so the trainer can log lazily.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from bamrec.config import TrainConfig
+from bamrec.errors import ConfigError
+from bamrec.models.base import MultiInterestBackbone
+from bamrec.training import losses
+from bamrec.training.selection import BaMSelector
+
+
+class ObjectiveOutput(NamedTuple):
+    """One step's loss and diagnostics."""
+
+    loss: torch.Tensor  # scalar, the total loss to backpropagate
+    parts: dict[str, torch.Tensor]  # detached scalars: "selected", and "multi" / "regularization" when on
+    selected_index: torch.Tensor  # [B] int64, the interest trained for each example
+    probs: torch.Tensor  # [B, K] detached selection probabilities (one-hot under hard selection)
+
+
+class Objective(nn.Module):
+    """Backbone, selector and loss of one training scheme (see module docstring)."""
+
+    def __init__(self, backbone: MultiInterestBackbone, config: TrainConfig, num_items: int, seed: int = 0) -> None:
+        super().__init__()
+        if num_items != backbone.num_items:
+            raise ConfigError(f"num_items={num_items} does not match the backbone's {backbone.num_items} items")
+        if config.remi_lambda > 0 and not hasattr(backbone, "last_attention"):
+            raise ConfigError(
+                f"remi_lambda (REMI routing regularisation) needs a backbone with attention weights "
+                f"(comirec-sa or remi); {type(backbone).__name__} has none: set remi_lambda to 0"
+            )
+        if config.loss == "sampled" and config.negatives == "per-example" and config.num_negatives > num_items + 1:
+            raise ConfigError(
+                f"num_negatives={config.num_negatives} exceeds the {num_items + 1} ids per-example negatives "
+                "are drawn from without replacement; lower num_negatives or use negatives=shared"
+            )
+        self.backbone = backbone
+        self.config = config
+        self.num_items = num_items
+        self.selector = BaMSelector(
+            mode=config.selection,
+            hidden_size=backbone.hidden_size,
+            temperature=config.temperature,
+            bam_l_dim=config.bam_l_dim,
+            bam_l_grad=config.bam_l_grad,
+            seed=seed,
+        )
+        # Not saved: it is a function of (num_items, negatives) and would otherwise bloat checkpoints.
+        self.register_buffer(
+            "noise_log_prob", losses.uniform_noise_log_prob(num_items, config.negatives), persistent=False
+        )
+
+    def interests(
+        self, history: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The backbone's interests ``[B, K, D]`` (stochastic backbones draw from ``generator``)."""
+        if getattr(self.backbone, "stochastic", False):
+            return self.backbone(history, mask, generator=generator)
+        return self.backbone(history, mask)
+
+    def forward(
+        self,
+        history: torch.Tensor,
+        mask: torch.Tensor,
+        target: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> ObjectiveOutput:
+        """Loss of a batch: ``history [B, L]`` int64, ``mask [B, L]`` bool, ``target [B]`` int64 in 1..N."""
+        cfg = self.config
+        interests = self.interests(history, mask, generator)  # [B, K, D]
+        table = self.backbone.item_embeddings()  # [N + 1, D]
+        target_emb = table[target]  # [B, D]
+        choice = self.selector(interests, target_emb, generator)
+        if cfg.loss == "full":
+            single, multi = self._full(choice.selected, interests, table, target)
+        else:
+            single, multi = self._sampled(choice.selected, interests, table, target, target_emb, generator)
+        loss = single
+        parts = {"selected": single.detach()}
+        if multi is not None:
+            loss = loss + multi
+            parts["multi"] = multi.detach()
+        if cfg.remi_lambda > 0:
+            reg = losses.routing_regularization(self.backbone.last_attention, mask, self.backbone.hidden_size)
+            loss = loss + cfg.remi_lambda * reg
+            parts["regularization"] = reg.detach()
+        return ObjectiveOutput(loss, parts, choice.index, choice.probs)
+
+    def _sampled(
+        self,
+        selected: torch.Tensor,
+        interests: torch.Tensor,
+        table: torch.Tensor,
+        target: torch.Tensor,
+        target_emb: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.config
+        negatives = losses.sample_negatives(
+            self.num_items, cfg.num_negatives, cfg.negatives, target.shape[0], generator, target.device
+        )  # [S] or [B, S]
+        negative_emb = table[negatives]  # [S, D] or [B, S, D]
+        pos_log_q = self.noise_log_prob[target]  # [B]
+        neg_log_q = self.noise_log_prob[negatives]  # [S] or [B, S]
+        valid = ~losses.accidental_hits(negatives, target) if cfg.remove_accidental_hits else None  # [B, S]
+
+        def loss_of(scores: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            positive, negative = scores
+            per_example = losses.sampled_softmax_loss(positive, negative, pos_log_q, neg_log_q, valid, cfg.remi_beta)
+            return per_example.mean()
+
+        single = loss_of(losses.single_scores(selected, target_emb, negative_emb))
+        multi = loss_of(losses.multi_scores(interests, target_emb, negative_emb)) if cfg.multi_loss else None
+        return single, multi
+
+    def _full(
+        self, selected: torch.Tensor, interests: torch.Tensor, table: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.config
+        items = table[1:]  # [N, D] padding excluded
+        single = losses.full_softmax_loss(selected @ items.T, target, cfg.remi_beta).mean()
+        if not cfg.multi_loss:
+            return single, None
+        scores = torch.matmul(interests, items.T).logsumexp(1)  # [B, N]
+        return single, losses.full_softmax_loss(scores, target, cfg.remi_beta).mean()
