@@ -169,7 +169,8 @@ def test_compute_diagnostics_is_json_ready():
     assert out["recall_by_interest"]["recall"] == [pytest.approx(2 / 3), None]
     assert out["planted"]["recall"]["minor"] == 0.0
     assert out["selection"]["final"]["shares"] == pytest.approx([0.9, 0.1])
-    plain = diag.compute_diagnostics(interests, item_emb, targets, hits)
+    plain = diag.compute_diagnostics(interests, item_emb, targets, hits, target_slots=np.array([1, 1, 0]))
     assert plain["planted"] is None and plain["selection"] is None
+    assert plain["recall_by_interest"]["targets"] == [1, 2]
     with pytest.raises(ValueError, match="users"):
         diag.compute_diagnostics(interests, item_emb, targets, hits, truth=truth)

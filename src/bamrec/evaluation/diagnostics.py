@@ -244,6 +244,7 @@ def compute_diagnostics(
     users: np.ndarray | None = None,
     truth: GroundTruth | None = None,
     selection_records: Sequence[Mapping[str, Any]] = (),
+    target_slots: np.ndarray | None = None,
     cutoff: int = 20,
     top_n: int = COVERAGE_TOP_N,
 ) -> dict[str, Any]:
@@ -253,9 +254,13 @@ def compute_diagnostics(
     [N + 1, D] the item table, ``targets`` [U] the test items, ``hits`` [U] whether each target was in
     the top-``cutoff``, ``users`` [U] internal user ids (needed with ``truth``), ``truth`` the planted
     ground truth (None for real data) and ``selection_records`` the ``metrics.jsonl`` records.
+    ``target_slots`` [U] (the interest scoring each target highest, as ``EvalResult.target_interest``
+    has it) is computed from ``interests`` when not given.
     """
     num_interests = int(interests.shape[1])
-    slots = target_interest(interests, item_embeddings, targets)  # [U]
+    if target_slots is None:
+        target_slots = target_interest(interests, item_embeddings, targets)  # [U]
+    slots = np.asarray(target_slots, dtype=np.int64)
     planted = None
     if truth is not None:
         if users is None:
