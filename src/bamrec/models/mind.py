@@ -77,9 +77,10 @@ def dynamic_routing(
     last read ``item_hat.detach()``, so gradient reaches ``item_hat`` only through the final
     weighted sum, as in the original MIND/ComiRec code.
     """
+    if iters < 1:
+        raise ValueError(f"routing needs at least one round, got {iters}")
     frozen = item_hat.detach()
     logits = logits.detach()
-    capsules = item_hat.new_zeros(())
     for i in range(iters):
         last = i == iters - 1
         source = item_hat if last else frozen  # [B, 1|K, L, D]
