@@ -15,8 +15,9 @@ lets a few interests take all the training signal. BaM draws ``v ~ Categorical(s
 
 Gradients: the selected vector always carries the gradient of the loss back to the backbone; the
 choice itself does not (``hard``, ``bam-p`` and ``bam-l`` with ``bam_l_grad="none"``, as in the
-original, where ``W_a, W_b`` therefore never train). With ``bam_l_grad="straight-through"`` (the
-default) the selected vector is ``sum_k (onehot_k + p_k - stopgrad(p_k)) m_k``: its value is exactly
+original, where ``W_a, W_b`` therefore never train; here they are frozen with
+``requires_grad=False``, so optimisers and DistributedDataParallel expect no gradient for them).
+With ``bam_l_grad="straight-through"`` (the default) the selected vector is ``sum_k (onehot_k + p_k - stopgrad(p_k)) m_k``: its value is exactly
 the sampled interest, and ``W_a, b_a, W_b, b_b`` receive the gradient of the loss through ``p``.
 Only the projections learn through that path: ``m`` and ``e+`` enter the correlation detached, so the
 backbone's gradient is the same as in the original.
@@ -76,6 +77,8 @@ class BaMSelector(nn.Module):
             for proj in (self.interest_proj, self.target_proj):  # the original's initialisation
                 nn.init.kaiming_normal_(proj.weight, generator=generator)
                 nn.init.zeros_(proj.bias)
+                # Never trained in "none" mode: frozen, so optimisers and DDP need not expect a gradient.
+                proj.requires_grad_(bam_l_grad == "straight-through")
 
     @property
     def straight_through(self) -> bool:
