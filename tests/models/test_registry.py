@@ -12,7 +12,8 @@ from bamrec.models import MIND, ComiRecDR, ComiRecSA, SingleInterest, build_back
 
 
 @pytest.mark.parametrize(
-    "name, cls", [("comirec-sa", ComiRecSA), ("remi", ComiRecSA), ("mind", MIND), ("comirec-dr", ComiRecDR), ("single", SingleInterest)]
+    "name, cls",
+    [("comirec-sa", ComiRecSA), ("remi", ComiRecSA), ("mind", MIND), ("comirec-dr", ComiRecDR), ("single", SingleInterest)],
 )
 def test_build_backbone_types_and_sizes(name: str, cls: type) -> None:
     cfg = ModelConfig(model=name, num_interests=3, hidden_size=8, seq_len=5, routing_iters=2)

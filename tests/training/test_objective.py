@@ -142,7 +142,8 @@ def test_bam_l_parameters_saved_with_the_model() -> None:
 @pytest.mark.parametrize("grad_mode, trains", [("straight-through", True), ("none", False)])
 def test_bam_l_projections_train_only_straight_through(grad_mode: str, trains: bool) -> None:
     obj = objective(selection="bam-l", bam_l_grad=grad_mode)
-    obj(*clustered_batch(8, torch.Generator().manual_seed(0)), generator=torch.Generator().manual_seed(0)).loss.backward()
+    batch = clustered_batch(8, torch.Generator().manual_seed(0))
+    obj(*batch, generator=torch.Generator().manual_seed(0)).loss.backward()
     grad = obj.selector.interest_proj.weight.grad
     assert (grad is not None and grad.abs().sum() > 0) == trains
     assert obj.backbone.embeddings.weight.grad.abs().sum() > 0

@@ -104,7 +104,8 @@ def reference_state_to_backbone(
             "cannot be verified (no MIND checkpoint is available); only comirec-sa can be imported"
         )
     if backbone not in SUPPORTED_BACKBONES:
-        raise ConfigError(f"cannot import a {backbone!r} reference checkpoint: supported: {', '.join(SUPPORTED_BACKBONES)}")
+        supported = ", ".join(SUPPORTED_BACKBONES)
+        raise ConfigError(f"cannot import a {backbone!r} reference checkpoint: supported: {supported}")
     unknown = sorted(set(state_dict) - set(_BACKBONE_KEYS) - set(IGNORED_KEYS) - set(SELECTOR_KEYS))
     if unknown:
         shapes = ", ".join(f"{k} {list(state_dict[k].shape)}" for k in unknown)

@@ -17,10 +17,11 @@ Gradients: the selected vector always carries the gradient of the loss back to t
 choice itself does not (``hard``, ``bam-p`` and ``bam-l`` with ``bam_l_grad="none"``, as in the
 original, where ``W_a, W_b`` therefore never train; here they are frozen with
 ``requires_grad=False``, so optimisers and DistributedDataParallel expect no gradient for them).
-With ``bam_l_grad="straight-through"`` (the default) the selected vector is ``sum_k (onehot_k + p_k - stopgrad(p_k)) m_k``: its value is exactly
-the sampled interest, and ``W_a, b_a, W_b, b_b`` receive the gradient of the loss through ``p``.
-Only the projections learn through that path: ``m`` and ``e+`` enter the correlation detached, so the
-backbone's gradient is the same as in the original.
+With ``bam_l_grad="straight-through"`` (the default) the selected vector is
+``sum_k (onehot_k + p_k - stopgrad(p_k)) m_k``: its value is exactly the sampled interest, and
+``W_a, b_a, W_b, b_b`` receive the gradient of the loss through ``p``. Only the projections learn
+through that path: ``m`` and ``e+`` enter the correlation detached, so the backbone's gradient is
+the same as in the original.
 
 Parameter names and the original checkpoint (``bamrec.compat.reference``): the original applies
 ``l1`` to the interests and ``l2`` to the positive item, the order of Eq. 9, so
