@@ -173,7 +173,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     num_items = int(record["dataset"]["num_items"])
     torch_device = resolve_device(device)
     backbone = build_backbone(config.model, num_items, seed=config.train.seed)
-    objective = Objective(backbone, config.train, num_items)
+    objective = Objective(backbone, config.train, num_items, seed=config.train.seed)
     ckpt.load_weights(path, objective)
     objective.to(torch_device).eval()
     item_ids, item_rows = ckpt.read_item_map(path)

@@ -34,8 +34,3 @@ class MultiInterestBackbone(nn.Module, ABC):
     def item_embeddings(self) -> torch.Tensor:
         """The item table ``[N + 1, D]`` used for scoring; row 0 is padding."""
         return self.embeddings.weight
-
-    def regularization(self) -> torch.Tensor | None:
-        """An extra training loss term computed during the last forward pass (REMI's routing
-        regularisation), or None. Backbones without one return None."""
-        return None

@@ -154,7 +154,7 @@ def _train(
 
     torch.manual_seed(tc.seed)
     backbone = build_backbone(config.model, dataset.num_items, seed=tc.seed)
-    objective = Objective(backbone, tc, dataset.num_items).to(device)
+    objective = Objective(backbone, tc, dataset.num_items, seed=tc.seed).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sampler = TrainSampler(split, config.model.seq_len, tc.batch_size, seed=tc.seed + 7919 * context.rank,
                            device=device)

@@ -1,0 +1,61 @@
+"""``bamrec import-reference``: a checkpoint of the original BaM code becomes a run directory.
+
+The imported run is evaluated and used like one of ours (``bamrec evaluate RUN --protocol reference``
+reproduces the original evaluator's numbers). The run's config records how the released checkpoints
+were trained (ComiRec-SA with REMI's hard negatives, BaM selection, multi-interest loss); those
+training options only matter if the run is trained further.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bamrec.config import run_config_from_flat
+from bamrec.data.sequences import SequenceDataset
+from bamrec.errors import RunDirError
+from bamrec.models import REMI_BETA
+from bamrec.compat.reference import load_reference_checkpoint, reference_state_to_backbone
+from bamrec.training import checkpoint as ckpt
+from bamrec.training.objective import Objective
+
+
+def import_reference(
+    checkpoint: str | Path,
+    *,
+    data: str | Path,
+    backbone: str = "comirec-sa",
+    seq_len: int = 200,
+    selection: str = "bam-p",
+    temperature: float = 1.0,
+    out: str | Path,
+    overwrite: bool = False,
+) -> Path:
+    """Write a run directory at ``out`` holding the original checkpoint's weights; returns ``out``."""
+    state = load_reference_checkpoint(checkpoint)
+    model, selector_state = reference_state_to_backbone(state, backbone=backbone, seq_len=seq_len)
+    dataset = SequenceDataset.load(data)
+    if model.num_items != dataset.num_items:
+        raise RunDirError(
+            f"checkpoint {checkpoint} has {model.num_items} items (+ padding) but dataset {data} has "
+            f"{dataset.num_items}: it was trained on another dataset"
+        )
+    if selector_state is not None and selection != "bam-l":
+        raise RunDirError(f"checkpoint {checkpoint} holds BaM_l projections (l1, l2): import it with --selection bam-l")
+    config = run_config_from_flat({
+        "data": str(data), "model": backbone, "seq_len": model.seq_len, "hidden_size": model.hidden_size,
+        "num_interests": model.num_interests, "selection": selection, "temperature": temperature,
+        "multi_loss": True, "remi_beta": REMI_BETA,
+        # The original never trains BaM_l's projections; keep that if this run is trained further.
+        "bam_l_grad": "none" if selection == "bam-l" else "straight-through",
+        "progress": False,
+    })
+    objective = Objective(model, config.train, dataset.num_items)
+    if selector_state is not None:
+        objective.selector.load_state_dict(selector_state)
+    run_dir = ckpt.prepare_run_dir(out, overwrite=overwrite)
+    ckpt.write_config(run_dir, config, ckpt.dataset_record(dataset, data),
+                      extra={"imported_from": str(Path(checkpoint).resolve())})
+    ckpt.save_weights(run_dir, objective, {"format": ckpt.RUN_FORMAT, "model": backbone, "selection": selection,
+                                           "imported": "bam-reference"})
+    ckpt.write_item_map(run_dir, dataset)
+    return run_dir
