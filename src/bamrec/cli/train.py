@@ -157,7 +157,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="the prepared dataset it was trained on")
     p.add_argument("--backbone", choices=("comirec-sa", "mind"), default="comirec-sa")
     p.add_argument("--seq-len", type=int, default=200)
-    p.add_argument("--selection", choices=CHOICES["selection"], default="bam-p")
+    p.add_argument("--selection", choices=CHOICES["selection"], default=None,
+                   help="default: bam-l when the checkpoint has BaM_l projections, else bam-p")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")

@@ -25,12 +25,15 @@ def import_reference(
     data: str | Path,
     backbone: str = "comirec-sa",
     seq_len: int = 200,
-    selection: str = "bam-p",
+    selection: str | None = None,
     temperature: float = 1.0,
     out: str | Path,
     overwrite: bool = False,
 ) -> Path:
-    """Write a run directory at ``out`` holding the original checkpoint's weights; returns ``out``."""
+    """Write a run directory at ``out`` holding the original checkpoint's weights; returns ``out``.
+
+    ``selection`` defaults to ``bam-l`` when the checkpoint holds BaM_l's projections, else ``bam-p``.
+    """
     state = load_reference_checkpoint(checkpoint)
     model, selector_state = reference_state_to_backbone(state, backbone=backbone, seq_len=seq_len)
     dataset = SequenceDataset.load(data)
@@ -39,6 +42,8 @@ def import_reference(
             f"checkpoint {checkpoint} has {model.num_items} items (+ padding) but dataset {data} has "
             f"{dataset.num_items}: it was trained on another dataset"
         )
+    if selection is None:
+        selection = "bam-l" if selector_state is not None else "bam-p"
     if selector_state is not None and selection != "bam-l":
         raise RunDirError(f"checkpoint {checkpoint} holds BaM_l projections (l1, l2): import it with --selection bam-l")
     config = run_config_from_flat({
