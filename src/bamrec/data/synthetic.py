@@ -183,7 +183,9 @@ def generate(config: SyntheticConfig) -> tuple[SequenceDataset, GroundTruth]:
     return dataclasses.replace(dataset, manifest=manifest), truth
 
 
-def write_synthetic(out_dir: str | Path, config: SyntheticConfig, overwrite: bool = False) -> tuple[Path, SequenceDataset]:
+def write_synthetic(
+    out_dir: str | Path, config: SyntheticConfig, overwrite: bool = False
+) -> tuple[Path, SequenceDataset]:
     """Generate a dataset and save it with its ground truth; returns the directory and the dataset."""
     dataset, truth = generate(config)
     out = dataset.save(out_dir, overwrite=overwrite)

@@ -214,7 +214,9 @@ def interest_topic_labels(
     return torch.cat(labels).numpy().astype(np.int64)
 
 
-def selection_over_training(records: Sequence[Mapping[str, Any]], dead_share: float = DEAD_SHARE) -> dict[str, Any] | None:
+def selection_over_training(
+    records: Sequence[Mapping[str, Any]], dead_share: float = DEAD_SHARE
+) -> dict[str, Any] | None:
     """Selection balance from the trainer's ``metrics.jsonl`` records (each with ``selection_shares``,
     the shares since the previous check). ``overall`` is the balance of the shares averaged over all
     checks, ``final`` that of the last check, ``history`` one entry per check; None without shares."""

@@ -13,7 +13,14 @@ from typing import Sequence
 
 from bamrec.errors import RunDirError
 from bamrec.reports.plots import PLOT_FILES, write_plots
-from bamrec.reports.tables import RunRecord, comparison_rows, load_run_record, load_runs, markdown_table, report_markdown
+from bamrec.reports.tables import (
+    RunRecord,
+    comparison_rows,
+    load_run_record,
+    load_runs,
+    markdown_table,
+    report_markdown,
+)
 
 REPORT_FILE = "report.md"
 

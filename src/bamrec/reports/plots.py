@@ -101,7 +101,8 @@ def plot_metric_by_method(records: Sequence[RunRecord], path: str | Path, cutoff
         x = np.arange(len(names)) + (i - (len(bars) - 1) / 2) * width
         drawn = ax.bar(x, values, width, label=label)
         ax.bar_label(drawn, fmt="%.3f", fontsize="x-small")
-    ax.set_xticks(np.arange(len(names)), names, rotation=20 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    crowded = len(names) > 3
+    ax.set_xticks(np.arange(len(names)), names, rotation=20 if crowded else 0, ha="right" if crowded else "center")
     top = np.nanmax([v for values in bars.values() for v in values])
     ax.set_ylim(0, 1.3 * top if top > 0 else 1)  # headroom for the legend and the bar labels
     ax.set(title=f"Test recall@{cutoff} by method", xlabel="run", ylabel=f"recall@{cutoff}")

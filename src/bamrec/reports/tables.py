@@ -172,7 +172,8 @@ def report_markdown(records: Sequence[RunRecord], cutoff: int = 20, plots: Seque
         notes.append(f"- **Warning:** the runs were tested with different protocols ({', '.join(protocols)}); "
                      "their metrics are not comparable.")
     if len(users) > 1:
-        notes.append(f"- **Warning:** the runs were tested on different numbers of users ({', '.join(map(str, users))}).")
+        notes.append("- **Warning:** the runs were tested on different numbers of users "
+                     f"({', '.join(map(str, users))}).")
     parts += ["Columns:", "", *notes]
     if plots:
         parts += ["", "## Plots", ""]
