@@ -175,3 +175,15 @@ def test_cli(tmp_path, capsys):
     truth = load_ground_truth(out)
     np.testing.assert_allclose(truth.user_weights[0], [0.8, 0.2])  # 1 : 1/4
     assert SequenceDataset.load(out).lengths.max() <= 12
+
+
+def test_main_cli_error_is_one_line(tmp_path, capsys):
+    pytest.importorskip("bamrec.cli.data")  # the `data` group lives in another module
+    from bamrec.cli import main
+
+    assert main(["data", "synthetic", "--out", str(tmp_path / "x"), "--max-len", "500"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bamrec: error: each topic needs at least max_len") and len(err.splitlines()) == 1
+    assert main(["data", "synthetic", "--out", str(tmp_path / "ok"), "--users", "20", "--items", "125",
+                 "--topics", "5", "--max-len", "25"]) == 0
+    assert load_ground_truth(tmp_path / "ok").user_topics.shape == (20, 4)
