@@ -1,0 +1,359 @@
+"""From raw interactions to a prepared :class:`SequenceDataset`: ordering, numbering, filters.
+
+The rules, applied by :func:`build_dataset` (``docs/data.md``):
+
+1. Ids: if every id of a kind (users, or items) parses as an integer, ids of that kind are
+   integers and compare as numbers (``9 < 10``); otherwise they are strings and compare as strings.
+2. Order: each user's interactions are sorted by timestamp with a *stable* sort, so ties keep the
+   file order; without timestamps the file order is the time order.
+3. ``dedupe``: of repeated (user, item) pairs only the first in time order is kept.
+4. k-core: users with fewer than ``min_user_count`` and items with fewer than ``min_item_count``
+   interactions are removed, repeatedly, until both hold (the fixed point does not depend on the
+   order of the removals). Deduplication comes first, so the counts are of distinct pairs then.
+5. Numbering: the remaining users and items are numbered from 1 in ascending order of their
+   original ids.
+
+With these rules MovieLens-1M gives exactly the ``ml1m`` file of the BaM paper (Lee et al.,
+BigData 2024): user id = UserID, item id = rank of the MovieID, stable sort by timestamp.
+Everything is vectorised with numpy/polars; no Python loop runs per interaction.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from bamrec.data.sequences import SequenceDataset
+from bamrec.data.sources import Interactions, RawFile, read_interactions
+from bamrec.errors import ConfigError, DataError
+
+Echo = Callable[[str], None]
+HASH_LIMIT = 2 << 30  # raw files up to 2 GiB get a sha256 in the manifest; larger ones name + size only
+_DENSE_SPAN = 1 << 24  # integer ids spanning up to this (or 2x the rows) are encoded with a lookup table
+
+
+def build_dataset(
+    users: Any,
+    items: Any,
+    times: Any = None,
+    *,
+    min_user_count: int = 0,
+    min_item_count: int = 0,
+    dedupe: bool = False,
+    manifest: dict[str, Any] | None = None,
+) -> SequenceDataset:
+    """Apply the ordering, dedupe, k-core and numbering rules to aligned columns (file order).
+
+    ``users``, ``items`` (ids: integers or strings) and ``times`` (integers, or None for "file
+    order is time order") are polars Series, numpy arrays or lists of equal length.
+    """
+    user_col = _as_series(users, "user")
+    item_col = _as_series(items, "item")
+    time_arr = None if times is None else _as_times(times)
+    if not (len(user_col) == len(item_col) and (time_arr is None or len(time_arr) == len(user_col))):
+        raise DataError("users, items and times must have the same length")
+    if len(user_col) == 0:
+        raise DataError("there are no interactions to build a dataset from")
+    ucodes, user_ids = encode_ids(user_col)  # int64 [nnz], [U]
+    icodes, item_ids = encode_ids(item_col)  # int64 [nnz], [N]
+    order = time_order(ucodes, time_arr)
+    if order is not None:
+        ucodes, icodes = ucodes[order], icodes[order]
+    keep = first_occurrences(ucodes, icodes, len(item_ids)) if dedupe else None
+    keep = kcore_mask(ucodes, icodes, min_user_count, min_item_count, keep)
+    if keep is not None:
+        ucodes, icodes = ucodes[keep], icodes[keep]
+    ucodes, user_ids = _compact(ucodes, user_ids)
+    icodes, item_ids = _compact(icodes, item_ids)
+    offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)  # [U + 1]
+    np.cumsum(np.bincount(ucodes, minlength=len(user_ids)), out=offsets[1:])
+    return SequenceDataset(
+        offsets=offsets,
+        items=(icodes + 1).astype(np.int32),  # [nnz] 1-based, 0 is padding
+        user_ids=user_ids,
+        item_ids=item_ids,
+        manifest=dict(manifest or {}),
+    )
+
+
+def _as_series(values: Any, kind: str) -> pl.Series:
+    """Ids as an Int64 Series when all are integers, else a String Series."""
+    series = values if isinstance(values, pl.Series) else pl.Series(kind, values, strict=False)
+    if series.null_count():
+        raise DataError(f"{series.null_count()} {kind} ids are missing")
+    dtype = series.dtype
+    if dtype.is_integer():
+        return series.cast(pl.Int64)
+    if dtype.is_float():
+        if (series != series.floor()).any():
+            raise DataError(f"{kind} ids must be integers or strings, got fractional numbers")
+        return series.cast(pl.Int64)
+    as_text = series.cast(pl.String)
+    as_int = as_text.cast(pl.Int64, strict=False)
+    return as_int if as_int.null_count() == 0 else as_text
+
+
+def _as_times(values: Any) -> np.ndarray:
+    series = values if isinstance(values, pl.Series) else pl.Series("time", values, strict=False)
+    if not series.dtype.is_integer():
+        raise DataError(f"timestamps must be integers, got {series.dtype}")
+    if series.null_count():
+        raise DataError(f"{series.null_count()} timestamps are missing")
+    return series.cast(pl.Int64).to_numpy()
+
+
+def encode_ids(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """0-based codes (int64 [n]) in ascending order of the ids, and the sorted distinct ids.
+
+    Integer ids compare as numbers and come back as int64; string ids compare as strings (code
+    point order) and come back as fixed-width unicode, the form ``SequenceDataset`` stores.
+    """
+    if ids.dtype == pl.Int64:
+        return _encode_ints(ids.to_numpy())
+    uniques = ids.unique().sort()  # [M] code-point order, as Python compares str
+    lookup = pl.DataFrame({"id": uniques, "code": np.arange(len(uniques), dtype=np.int64)})
+    codes = pl.DataFrame({"id": ids}).join(lookup, on="id", how="left", maintain_order="left")
+    return codes.get_column("code").to_numpy(), uniques.to_numpy().astype(np.str_)
+
+
+def _encode_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    low, high = int(values.min()), int(values.max())
+    span = high - low + 1
+    if span > max(_DENSE_SPAN, 2 * len(values)):
+        uniques, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), uniques.astype(np.int64)
+    # A lookup table over the id range is O(n), where np.unique sorts: ids are usually dense.
+    shifted = values - low  # [n]
+    present = np.zeros(span, dtype=bool)
+    present[shifted] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1  # [span] code of each present id
+    return rank[shifted], np.flatnonzero(present).astype(np.int64) + low
+
+
+def time_order(ucodes: np.ndarray, times: np.ndarray | None) -> np.ndarray | None:
+    """The stable permutation that groups users (ascending code) and sorts each by time.
+
+    Ties keep the file order. None means the input is already in that order.
+    """
+    if times is None:
+        if len(ucodes) < 2 or bool(np.all(ucodes[1:] >= ucodes[:-1])):
+            return None
+        return np.argsort(ucodes, kind="stable")
+    low = int(times.min())
+    span = int(times.max()) - low + 1
+    num_users = int(ucodes.max()) + 1
+    if num_users * span < (1 << 62):
+        key = ucodes * span + (times - low)  # [nnz] one key: user-major, then time
+        if bool(np.all(key[1:] >= key[:-1])):
+            return None
+        return np.argsort(key, kind="stable")
+    return np.lexsort((times, ucodes))
+
+
+def first_occurrences(ucodes: np.ndarray, icodes: np.ndarray, num_items: int) -> np.ndarray:
+    """Mask (bool [nnz]) of the first occurrence of each (user, item) pair in array order."""
+    pairs = pl.Series(ucodes * num_items + icodes)  # [nnz] unique per pair
+    return pairs.is_first_distinct().to_numpy()
+
+
+def kcore_mask(
+    ucodes: np.ndarray,
+    icodes: np.ndarray,
+    min_user_count: int,
+    min_item_count: int,
+    keep: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Iterated k-core filter: the mask (bool [nnz]) of interactions that survive, or ``keep``
+    unchanged when no filter is set. Raises a DataError naming the filter that empties the data."""
+    if min_user_count < 0 or min_item_count < 0:
+        raise ConfigError("--min-user-count and --min-item-count must be >= 0")
+    if min_user_count <= 1 and min_item_count <= 1:
+        return keep
+    keep = np.ones(len(ucodes), dtype=bool) if keep is None else keep.copy()
+    filters = (("user", ucodes, min_user_count, "--min-user-count"),
+               ("item", icodes, min_item_count, "--min-item-count"))
+    rounds, changed = 0, True
+    while changed:
+        rounds += 1
+        changed = False
+        for kind, codes, minimum, flag in filters:
+            if minimum <= 1:
+                continue
+            counts = np.bincount(codes[keep], minlength=int(codes.max()) + 1)  # [U] or [N]
+            drop = keep & (counts[codes] < minimum)
+            if drop.any():
+                keep &= ~drop
+                changed = True
+                if not keep.any():
+                    raise DataError(
+                        f"the k-core filter removed every interaction: in round {rounds} the {kind} filter "
+                        f"({flag} {minimum}) left nothing; lower --min-user-count / --min-item-count"
+                    )
+    return keep
+
+
+def _compact(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber codes 0..M-1 over the ids still in use, keeping their order."""
+    used = np.bincount(codes, minlength=len(ids)) > 0  # [M_old]
+    if used.all():
+        return codes, ids
+    new_code = np.cumsum(used, dtype=np.int64) - 1
+    return new_code[codes], ids[used]
+
+
+# --- prepare and export -----------------------------------------------------------------------
+
+
+def prepare_dataset(
+    source: str | Path,
+    out: str | Path,
+    *,
+    from_path: str | Path | None = None,
+    fmt: str | None = None,
+    category: str | None = None,
+    min_user_count: int = 0,
+    min_item_count: int = 0,
+    dedupe: bool = False,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    time_col: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    mirror: str | None = None,
+    echo: Echo | None = None,
+) -> SequenceDataset:
+    """Read ``source`` (a registered dataset name or a file path), build and save it to ``out``.
+
+    Registered datasets are read from ``from_path`` (a folder, zip or file) or downloaded into
+    the cache. ``echo`` receives progress notes and warnings (users too short for leave-one-out).
+    """
+    from bamrec.data import registry
+
+    out = Path(out)
+    _check_out(out, overwrite)
+    if min_user_count < 0 or min_item_count < 0:
+        raise ConfigError("--min-user-count and --min-item-count must be >= 0")
+    if str(source) in registry.DATASETS:
+        raw, layout = registry.raw_file(str(source), category=category, fmt=fmt, from_path=from_path,
+                                        mirror=mirror, progress=progress, echo=echo)
+        if any(c is not None for c in (user_col, item_col, time_col)):
+            raise ConfigError(f"--user-col, --item-col and --time-col do not apply to the registered dataset {source}")
+        columns = layout.columns or (None, None, None)
+        interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
+                                         time_col=columns[2])
+        source_name = str(source)
+    else:
+        raw = _source_file(source, from_path, category)
+        interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
+        source_name = str(Path(source).resolve())
+    if len(interactions) == 0:
+        raise DataError(f"{interactions.source} holds no interactions")
+    if echo is not None:
+        echo(f"read {len(interactions):,} interactions from {interactions.source}")
+    rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
+             "category": category}
+    manifest = _manifest(source_name, interactions, raw, rules, (user_col, item_col, time_col))
+    dataset = build_dataset(interactions.users, interactions.items,
+                            None if interactions.times is None else interactions.times,
+                            min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
+                            manifest=manifest)
+    warning = short_user_warning(dataset)
+    if warning is not None:
+        dataset.manifest["warnings"] = [warning]
+        if echo is not None:
+            echo(f"warning: {warning}")
+    dataset.save(out, overwrite=overwrite)
+    return dataset
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse early (before any download or parsing) to replace an existing dataset."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+
+
+def _source_file(source: str | Path, from_path: str | Path | None, category: str | None) -> RawFile:
+    from bamrec.data import registry
+
+    path = Path(source)
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a file"
+        raise DataError(f"{source} is {what} and not a registered dataset "
+                        f"({', '.join(registry.DATASETS)}); give a file path or a dataset name")
+    if from_path is not None:
+        raise ConfigError("--from only applies to registered datasets; give the file itself as SOURCE")
+    if category is not None:
+        raise ConfigError("--category only applies to amazon2023")
+    return RawFile(path)
+
+
+def short_user_warning(dataset: SequenceDataset) -> str | None:
+    """What leave-one-out will say about users too short to evaluate (None when all are long enough)."""
+    from bamrec.data.split import LeaveOneOut
+
+    try:
+        return LeaveOneOut(dataset).describe_short_users()
+    except DataError as exc:  # nobody long enough to train: still a valid dataset, but say so
+        return str(exc)
+
+
+def _manifest(source: str, interactions: Interactions, raw: RawFile, rules: dict[str, Any],
+              columns: Sequence[str | None]) -> dict[str, Any]:
+    from bamrec import __version__
+
+    manifest: dict[str, Any] = {
+        "source": source,
+        "format": interactions.fmt,
+        "rules": rules,
+        "time_order": "timestamp" if interactions.times is not None else "file order",
+        "raw_file": raw_file_info(raw),
+        "raw_interactions": len(interactions),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "bamrec_version": __version__,
+    }
+    if any(c is not None for c in columns):
+        manifest["columns"] = dict(zip(("user", "item", "time"), columns))
+    return manifest
+
+
+def raw_file_info(raw: RawFile) -> dict[str, Any]:
+    """Name, size and sha256 of the file on disk (an archive for a member); files over
+    ``HASH_LIMIT`` get no sha256, hashing them would take longer than preparing them."""
+    from bamrec.data.download import file_digest
+
+    size = raw.path.stat().st_size
+    info: dict[str, Any] = {"name": raw.path.name, "size": size}
+    if raw.member is not None:
+        info["member"] = raw.member
+    info["sha256"] = file_digest(raw.path) if size <= HASH_LIMIT else None
+    return info
+
+
+def export_uid_iid(dataset: SequenceDataset, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the original BaM text format: ``user item\\n`` per interaction, internal ids, users
+    ascending, each user's items in time order. Deterministic bytes; written atomically."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DataError(f"{path} already exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    users = np.repeat(np.arange(1, dataset.num_users + 1, dtype=np.int64), dataset.lengths)  # [nnz]
+    frame = pl.DataFrame({"user": users, "item": dataset.items.astype(np.int64)})
+    tmp = path.with_name(path.name + ".tmp")
+    frame.write_csv(tmp, separator=" ", include_header=False, line_terminator="\n")
+    os.replace(tmp, path)
+    return path
+
+
+def stderr_echo(message: str) -> None:
+    """An ``echo`` for the CLI: one line on stderr."""
+    print(f"bamrec: {message}", file=sys.stderr)
