@@ -16,6 +16,11 @@ Ties are broken by item id ascending, so the 0-based rank of target ``t`` with s
 ``#{i ranked: s_i > s_t} + #{i ranked: s_i == s_t and i < t}``. Counting this per item chunk is exact
 and cheaper than a top-k; memory is bounded by chunking users (``user_batch_size``) and items
 (``item_chunk_size``): a chunk holds at most ``[B, C]`` scores, never ``[U, N]``.
+
+Scores are compared as computed, in the embeddings' dtype. The target's own score is an elementwise
+product-sum, the other items' come from a matrix product; the two can differ in the last bit, which
+could only move a rank when another item's score is within rounding of the target's (never for the
+exact zeros of the ``reference`` protocol). The target's own column is never counted against it.
 """
 
 from __future__ import annotations
@@ -84,8 +89,13 @@ def csr_pairs(exclusion: Csr, batch: int, num_rows: int) -> tuple[torch.Tensor, 
         raise DataError("exclusion offsets must start at 0, never decrease and end at the number of ids")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_rows):
         raise DataError(f"exclusion ids must lie in [0, {num_rows - 1}] (the item table's rows)")
-    rows = torch.repeat_interleave(torch.arange(batch, device=ids.device), torch.diff(offsets), output_size=len(ids))
-    return rows, ids
+    return csr_rows(offsets, len(ids)), ids
+
+
+def csr_rows(offsets: torch.Tensor, nnz: int) -> torch.Tensor:
+    """The owning row of every CSR entry, int64 [nnz]."""
+    batch = len(offsets) - 1
+    return torch.repeat_interleave(torch.arange(batch, device=offsets.device), torch.diff(offsets), output_size=nnz)
 
 
 def check_shapes(interests: torch.Tensor, item_embeddings: torch.Tensor) -> None:
@@ -120,8 +130,9 @@ def score_chunk(
     weights = item_chunk.t()  # [D, C]
     best = per_interest[0] @ weights  # [B, C]
     index = torch.zeros(best.shape, dtype=torch.int64, device=best.device) if with_index else None
+    scores = torch.empty_like(best)  # [B, C] reused by every interest
     for k in range(1, per_interest.shape[0]):
-        scores = per_interest[k] @ weights  # [B, C]
+        torch.matmul(per_interest[k], weights, out=scores)  # [B, C]
         if index is not None:
             index.masked_fill_(scores > best, k)
         torch.maximum(best, scores, out=best)
@@ -171,6 +182,7 @@ def rank_targets(
     chunk = check_positive("item_chunk_size", item_chunk_size)
     check_shapes(interests, item_embeddings)
     batch, num_rows = interests.shape[0], item_embeddings.shape[0]
+    interests = interests.to(device=item_embeddings.device, dtype=item_embeddings.dtype)
     targets = targets.to(item_embeddings.device).long()
     if batch == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=item_embeddings.device)
@@ -179,12 +191,25 @@ def rank_targets(
         raise DataError(f"targets must be item ids in [1, {num_rows - 1}]")
     check_finite("interests", interests)
     check_finite("item embeddings", item_embeddings)
+    rows, ids = _exclusion_pairs(exclusion, targets, batch, num_rows)
+    return _rank_valid(interests, item_embeddings, targets, rows, ids, protocol, chunk)
 
+
+def _rank_valid(
+    interests: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    protocol: str,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranking itself, on inputs already validated; exclusion given as ``(rows, ids)`` pairs."""
+    batch, num_rows = interests.shape[0], item_embeddings.shape[0]
     per_interest = interests.transpose(0, 1).contiguous()  # [K, B, D]
     target_scores = (interests * item_embeddings[targets].unsqueeze(1)).sum(-1)  # [B, K]
     target_score = target_scores.amax(1)  # [B]
     target_interest = target_scores.argmax(1)  # [B] first maximum: lowest k on ties
-    rows, ids = _exclusion_pairs(exclusion, targets, batch, num_rows)
     if protocol == "reference":
         listed = torch.zeros(batch, dtype=torch.bool, device=targets.device)
         listed[rows[ids == targets[rows]]] = True
@@ -244,8 +269,8 @@ def evaluate(
     protocol = check_protocol(protocol)
     cutoffs = check_cutoffs(cutoffs)
     batch_size = check_positive("user_batch_size", user_batch_size)
-    check_positive("item_chunk_size", item_chunk_size)
-    check_positive("seq_len", seq_len)
+    chunk = check_positive("item_chunk_size", item_chunk_size)
+    seq_len = check_positive("seq_len", seq_len)
     if item_embeddings.ndim != 2 or item_embeddings.shape[0] != dataset.num_items + 1:
         raise DataError(
             f"item embeddings have shape {tuple(item_embeddings.shape)} but the dataset has {dataset.num_items} "
@@ -253,8 +278,11 @@ def evaluate(
         )
     if len(view) == 0:
         raise DataError("nothing to evaluate: the view has no users (a user needs at least 3 interactions)")
+    if view.targets.min() < 1 or view.targets.max() > dataset.num_items:
+        raise DataError(f"view targets must be item ids in [1, {dataset.num_items}]; is the view from this dataset?")
     device = torch.device(device) if device is not None else item_embeddings.device
     embeddings = item_embeddings.detach().to(device)
+    check_finite("item embeddings", embeddings)
     items = torch.from_numpy(dataset.items).to(device)  # int32 [nnz]
     starts = torch.from_numpy(view.history_start).to(device)  # [U_e]
     ends = torch.from_numpy(view.history_end).to(device)  # [U_e]
@@ -267,12 +295,14 @@ def evaluate(
             hi = min(lo + batch_size, len(view))
             history, mask = gather_windows(items, starts[lo:hi], ends[lo:hi], seq_len)  # [B, L] each
             interests = _call_interest_fn(interest_fn, history, mask, embeddings)  # [B, K, D]
+            # Built from the dataset itself, so the ids are valid by construction: no re-checking.
             if protocol == "reference":
                 exclusion = window_csr(history)
             else:
                 exclusion = history_csr(items, starts[lo:hi], ends[lo:hi])
-            batch_ranks, batch_interest = rank_targets(
-                interests, embeddings, targets[lo:hi], exclusion, protocol, item_chunk_size
+            rows = csr_rows(exclusion.offsets, len(exclusion.ids))  # [nnz]
+            batch_ranks, batch_interest = _rank_valid(
+                interests, embeddings, targets[lo:hi], rows, exclusion.ids, protocol, chunk
             )
             ranks.append(batch_ranks.cpu())
             chosen.append(batch_interest.cpu())
@@ -296,4 +326,6 @@ def _call_interest_fn(
         raise BamrecError(
             f"interest size {interests.shape[2]} does not match the item embedding size {embeddings.shape[1]}"
         )
-    return interests.to(device=embeddings.device, dtype=embeddings.dtype)
+    interests = interests.to(device=embeddings.device, dtype=embeddings.dtype)
+    check_finite("interests", interests)
+    return interests
