@@ -156,6 +156,8 @@ def read_interactions(
     optional. The line formats take no column names.
     """
     raw = source if isinstance(source, RawFile) else RawFile(Path(source))
+    if not raw.path.is_file():
+        raise DataError(f"input file not found: {raw.path}")
     fmt = check_format(fmt) if fmt is not None else infer_format(raw.filename)
     named = {"--user-col": user_col, "--item-col": item_col, "--time-col": time_col}
     if fmt in TABLE_FORMATS:
@@ -359,17 +361,19 @@ def _read_table(raw: RawFile, fmt: str, user_col: str, item_col: str, time_col: 
                         f"its columns are: {', '.join(present)}")
     if fmt == "parquet":
         frame = pl.read_parquet(raw.polars_source(), columns=wanted)
-        first_line = 1  # parquet has rows, not lines: report 1-based row numbers
         frame = _table_ids_and_times(frame, user_col, item_col, time_col)
+        linenos = np.arange(frame.height, dtype=np.int64) + 1  # parquet has rows, not lines
     else:
         try:
             frame = pl.read_csv(raw.polars_source(), separator="," if fmt == "csv" else "\t",
                                 columns=wanted, infer_schema=False, raise_if_empty=False)
         except pl.exceptions.PolarsError as exc:
             raise _csv_error(raw, fmt, len(present), exc) from None
-        first_line = 2  # line 1 is the header
-        frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines
-    return _table_interactions(raw, fmt, frame, user_col, item_col, time_col, first_line)
+        # polars keeps a blank line as an all-null row, so row r is line r + 2 (after the header).
+        blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
+        linenos = np.flatnonzero(~blank) + 2
+        frame = frame.filter(pl.Series(~blank))
+    return _table_interactions(raw, fmt, frame, user_col, item_col, time_col, linenos)
 
 
 def _table_ids_and_times(frame: pl.DataFrame, user_col: str, item_col: str, time_col: str | None) -> pl.DataFrame:
@@ -387,24 +391,21 @@ def _table_ids_and_times(frame: pl.DataFrame, user_col: str, item_col: str, time
 
 
 def _table_interactions(raw: RawFile, fmt: str, frame: pl.DataFrame, user_col: str, item_col: str,
-                        time_col: str | None, first_line: int) -> Interactions:
-    """Check for missing values and parse times; rows map to lines ``first_line + row``."""
-    linenos = np.arange(frame.height, dtype=np.int64) + first_line
-    where = "row" if fmt == "parquet" else "line"
+                        time_col: str | None, linenos: np.ndarray) -> Interactions:
+    """Check for missing values and parse times; ``linenos`` (int64 [rows]) locates each row."""
+    where = (lambda row: f"{raw.name}: row {linenos[row]}") if fmt == "parquet" else (
+        lambda row: f"{raw.name}:{linenos[row]}")
     for role, col in (("user", user_col), ("item", item_col)):
         missing = np.flatnonzero(frame.get_column(col).is_null().to_numpy())
         if len(missing):
-            raise DataError(f"{raw.name}:{where} {linenos[missing[0]]}: missing {role} id (column {col!r})")
+            raise DataError(f"{where(missing[0])}: missing {role} id (column {col!r})")
     times = None
     if time_col is not None:
         column = frame.get_column(time_col)
-        if column.dtype == pl.Int64:
-            missing = np.flatnonzero(column.is_null().to_numpy())
-            if len(missing):
-                raise DataError(f"{raw.name}:{where} {linenos[missing[0]]}: missing timestamp (column {time_col!r})")
-            times = column
-        else:
-            times = _parse_times(raw, column.cast(pl.String), None, linenos)
+        missing = np.flatnonzero(column.is_null().to_numpy())
+        if len(missing):
+            raise DataError(f"{where(missing[0])}: missing timestamp (column {time_col!r})")
+        times = column if column.dtype == pl.Int64 else _parse_times(raw, column.cast(pl.String), None, linenos)
     return Interactions(frame.get_column(user_col), frame.get_column(item_col), times, raw.name, fmt)
 
 
