@@ -143,7 +143,8 @@ def test_invariance_to_batch_and_chunk_sizes():
         base = evaluate(interest_fn, emb, dataset, view, seq_len=6, protocol=protocol)
         for users, chunk in ((37, 1), (1, 54), (5, 7), (16, 53), (100, 54), (3, 1000)):
             other = evaluate(
-                interest_fn, emb, dataset, view, seq_len=6, protocol=protocol, user_batch_size=users, item_chunk_size=chunk
+                interest_fn, emb, dataset, view, seq_len=6, protocol=protocol,
+                user_batch_size=users, item_chunk_size=chunk,
             )
             np.testing.assert_array_equal(other.ranks, base.ranks)
             np.testing.assert_array_equal(other.target_interest, base.target_interest)
@@ -175,7 +176,8 @@ def test_randomized_against_dense_ranking(protocol):
     interests = torch.randint(-2, 3, (batch, k, dim), generator=generator).float()
     emb = torch.randint(-2, 3, (num_rows, dim), generator=generator).float()
     targets = torch.randint(1, num_rows, (batch,), generator=generator)
-    excluded = [torch.randint(0, num_rows, (int(n),), generator=generator).tolist() for n in torch.randint(0, 8, (batch,), generator=generator)]
+    counts = torch.randint(0, 8, (batch,), generator=generator)
+    excluded = [torch.randint(0, num_rows, (int(n),), generator=generator).tolist() for n in counts]
     excluded[0] = excluded[0] + [int(targets[0])]  # a listed target: kept (standard), zeroed (reference)
     offsets = torch.tensor([0] + np.cumsum([len(e) for e in excluded]).tolist())
     exclusion = Csr(offsets, torch.tensor([i for e in excluded for i in e], dtype=torch.int64))

@@ -96,7 +96,8 @@ def test_randomized_against_dense_topk(dtype):
     batch, num_rows, k_int, dim, k = 25, 40, 3, 3, 12
     interests = torch.randint(-2, 3, (batch, k_int, dim), generator=generator).to(dtype)
     emb = torch.randint(-2, 3, (num_rows, dim), generator=generator).to(dtype)
-    excluded = [torch.randint(0, num_rows, (int(n),), generator=generator).tolist() for n in torch.randint(0, 35, (batch,), generator=generator)]
+    counts = torch.randint(0, 35, (batch,), generator=generator)
+    excluded = [torch.randint(0, num_rows, (int(n),), generator=generator).tolist() for n in counts]
     excluded[0] = list(range(1, num_rows - 3))  # only 3 rankable items left: a shortfall
     expected_ids, expected_scores = _naive_topk(interests, emb, k, excluded)
     for chunk in (1, 5, 13, 64):

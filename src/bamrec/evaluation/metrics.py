@@ -36,7 +36,9 @@ def parse_metric(name: str) -> tuple[str, int]:
     """Split a metric name such as ``"ndcg@20"`` into ``("ndcg", 20)``."""
     kind, sep, cutoff = name.partition("@")
     if kind not in METRICS or not sep or not cutoff.isdigit() or int(cutoff) <= 0:
-        raise ConfigError(f"unknown metric {name!r}: use <metric>@<k> with metric one of {', '.join(METRICS)}, e.g. ndcg@10")
+        raise ConfigError(
+            f"unknown metric {name!r}: use <metric>@<k> with metric one of {', '.join(METRICS)}, e.g. ndcg@10"
+        )
     return kind, int(cutoff)
 
 
@@ -67,7 +69,7 @@ def summarize(ranks: np.ndarray, cutoffs: Sequence[int], protocol: str) -> dict[
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvalResult:
     """What one evaluation pass produces; metrics are derived from the ranks on demand."""
 

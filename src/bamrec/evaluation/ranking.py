@@ -84,7 +84,9 @@ def csr_pairs(exclusion: Csr, batch: int, num_rows: int) -> tuple[torch.Tensor, 
     """Validate a Csr over ``batch`` users and ``num_rows`` item rows; return ``(rows, ids)`` [nnz] each."""
     offsets, ids = exclusion.offsets.long(), exclusion.ids.long()
     if offsets.ndim != 1 or len(offsets) != batch + 1:
-        raise DataError(f"exclusion offsets must have {batch + 1} entries (users + 1), got shape {tuple(offsets.shape)}")
+        raise DataError(
+            f"exclusion offsets must have {batch + 1} entries (users + 1), got shape {tuple(offsets.shape)}"
+        )
     if int(offsets[0]) != 0 or int(offsets[-1]) != len(ids) or bool((offsets[1:] < offsets[:-1]).any()):
         raise DataError("exclusion offsets must start at 0, never decrease and end at the number of ids")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_rows):
