@@ -138,10 +138,11 @@ class Run:
         with torch.inference_mode():
             ids, scores, interest = topk_items(interests, self.model.item_embeddings().detach(), k,
                                                exclude=exclude)
-        return [
-            Recommendation(rank=i + 1, item=self.item_ids[int(row)], score=float(score), interest=int(slot))
-            for i, (row, score, slot) in enumerate(zip(ids[0].tolist(), scores[0].tolist(), interest[0].tolist()))
-        ]
+        # Rows of -1 mean fewer than k items were left after exclusion.
+        found = [(row, score, slot) for row, score, slot in zip(ids[0].tolist(), scores[0].tolist(),
+                                                                interest[0].tolist()) if row > 0]
+        return [Recommendation(rank=i + 1, item=self.item_ids[row], score=float(score), interest=int(slot))
+                for i, (row, score, slot) in enumerate(found)]
 
     def _user_history(self, user: Any, data: str | Path | None) -> list[int]:
         dataset = self.dataset(data)
