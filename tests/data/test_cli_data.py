@@ -51,7 +51,8 @@ def test_prepare_flags_reach_the_library(fixtures, tmp_path, capsys):
         (["{fixtures}/bad_time.dat", "--format", "movielens-dat"], "bad_time.dat:3: timestamp '3OO' is not an integer"),
         (["{fixtures}/uid_iid.txt", "--format", "nope"], "unknown format 'nope'"),
         (["ml-1m", "--from", "{tmp}"], "holds none of ratings.dat"),
-        (["{fixtures}/uid_iid.txt", "--format", "uid-iid", "--min-user-count", "9"], "user filter (--min-user-count 9)"),
+        (["{fixtures}/uid_iid.txt", "--format", "uid-iid", "--min-user-count", "9"],
+         "user filter (--min-user-count 9)"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(fixtures, tmp_path, capsys, args, message):

@@ -60,10 +60,21 @@ def test_encode_ids_dense_and_sparse_paths_agree():
     assert codes.tolist() == [1, 0, 1, 2] and uniques.tolist() == [-3, 5, 7]
 
 
-def test_time_order_with_wide_timestamps_uses_lexsort():
+def test_time_order_with_wide_timestamps_sorts_by_two_keys():
     times = np.array([2**62, 0, 2**62, -(2**62)], dtype=np.int64)  # span overflows a combined key
     order = prep.time_order(np.array([1, 0, 0, 1]), times)
     assert order.tolist() == [1, 2, 3, 0]
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_time_order_is_numpys_stable_lexsort(wide):
+    rng = np.random.default_rng(0)
+    ucodes = rng.integers(0, 50, 20_000)
+    times = rng.integers(0, 30, 20_000) * (2**58 if wide else 1)  # many ties
+    expected = np.lexsort((times, ucodes))  # numpy documents lexsort as stable
+    assert np.array_equal(prep.time_order(ucodes, times), expected)
+    assert np.array_equal(prep.time_order(ucodes, None), np.argsort(ucodes, kind="stable"))
+    assert prep.time_order(np.sort(ucodes), None) is None
 
 
 def test_float_ids_must_be_whole():
@@ -197,7 +208,8 @@ def test_archive_without_the_file_names_it(tmp_path):
 
 
 def test_unknown_source(tmp_path):
-    with pytest.raises(DataError, match=r"ml1m is not a file and not a registered dataset \(ml-1m, ml-100k, amazon2023\)"):
+    message = r"ml1m is not a file and not a registered dataset \(ml-1m, ml-100k, amazon2023\)"
+    with pytest.raises(DataError, match=message):
         prepare_dataset("ml1m", tmp_path / "o")
 
 

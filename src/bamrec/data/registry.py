@@ -135,7 +135,8 @@ def raw_file(
         return locate(layout, from_path), layout
     layout = spec.layout(category, fmt)
     if spec.needs_category and category not in AMAZON2023_CATEGORIES:
-        raise ConfigError(f"unknown {spec.name} category {category!r}: choose one of {', '.join(AMAZON2023_CATEGORIES)}")
+        raise ConfigError(f"unknown {spec.name} category {category!r}: "
+                          f"choose one of {', '.join(AMAZON2023_CATEGORIES)}")
     return fetch(spec, layout, mirror=mirror, progress=progress, echo=echo), layout
 
 

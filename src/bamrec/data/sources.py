@@ -87,11 +87,11 @@ class RawFile:
             stream: BinaryIO = open(self.path, "rb")
         else:
             try:
-                archive = zipfile.ZipFile(self.path)
-                stream = archive.open(self.member)
+                with zipfile.ZipFile(self.path) as archive:  # the member stream keeps the file open
+                    stream = archive.open(self.member)
             except (zipfile.BadZipFile, KeyError) as exc:
                 raise DataError(f"cannot read {self.member} from archive {self.path}: {exc}") from None
-        return gzip.GzipFile(fileobj=stream) if self.gzipped else stream  # type: ignore[return-value]
+        return _GzipStream(stream) if self.gzipped else stream  # type: ignore[return-value]
 
     def read_bytes(self) -> bytes:
         """The whole (decompressed) content."""
@@ -104,6 +104,20 @@ class RawFile:
     def polars_source(self) -> str | bytes:
         """What to hand to a polars reader: the path of a plain file (memory-mapped), else the bytes."""
         return str(self.path) if self.member is None and not self.gzipped else self.read_bytes()
+
+
+class _GzipStream(gzip.GzipFile):
+    """Decompresses ``inner`` and, unlike a plain GzipFile, closes it when closed."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__(fileobj=inner, mode="rb")
+        self._inner = inner
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._inner.close()
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,8 @@ _LINE_LAYOUTS = {
         ":", 7, (0, 2, 4, 6), (1, 3, 5),
     ),
     "movielens-udata": _LineLayout(
-        "movielens-udata", "\t", 4, 0, 1, 3, "user<TAB>item<TAB>rating<TAB>timestamp", "latin-1", "\t", 4, (0, 1, 2, 3),
+        "movielens-udata", "\t", 4, 0, 1, 3, "user<TAB>item<TAB>rating<TAB>timestamp", "latin-1",
+        "\t", 4, (0, 1, 2, 3),
     ),
 }
 
@@ -235,7 +250,7 @@ def _read_fixed_fast(raw: RawFile, layout: _LineLayout) -> Interactions | None:
     roles = {wanted[pos]: role for pos, role in field_of.items() if pos is not None}
     schema = {name: (pl.Int64 if i in roles else pl.String) for i, name in enumerate(names)}
     try:
-        frame = pl.read_csv(raw.polars_source(), separator=layout.fast_sep, has_header=False, schema=schema,
+        frame = pl.read_csv(raw.polars_source(), glob=False, separator=layout.fast_sep, has_header=False, schema=schema,
                             quote_char=None, encoding="utf8-lossy", raise_if_empty=False)
     except (pl.exceptions.PolarsError, OSError):
         return None
@@ -360,12 +375,12 @@ def _read_table(raw: RawFile, fmt: str, user_col: str, item_col: str, time_col: 
         raise DataError(f"{raw.name} has no column {', '.join(map(repr, missing))}; "
                         f"its columns are: {', '.join(present)}")
     if fmt == "parquet":
-        frame = pl.read_parquet(raw.polars_source(), columns=wanted)
+        frame = pl.read_parquet(raw.polars_source(), columns=wanted, glob=False)
         frame = _table_ids_and_times(frame, user_col, item_col, time_col)
         linenos = np.arange(frame.height, dtype=np.int64) + 1  # parquet has rows, not lines
     else:
         try:
-            frame = pl.read_csv(raw.polars_source(), separator="," if fmt == "csv" else "\t",
+            frame = pl.read_csv(raw.polars_source(), glob=False, separator="," if fmt == "csv" else "\t",
                                 columns=wanted, infer_schema=False, raise_if_empty=False)
         except pl.exceptions.PolarsError as exc:
             raise _csv_error(raw, fmt, len(present), exc) from None
@@ -413,7 +428,7 @@ def _columns(raw: RawFile, fmt: str) -> list[str]:
     try:
         if fmt == "parquet":
             return list(pl.read_parquet_schema(raw.polars_source()).keys())
-        header = pl.read_csv(raw.polars_source(), separator="," if fmt == "csv" else "\t", n_rows=0,
+        header = pl.read_csv(raw.polars_source(), glob=False, separator="," if fmt == "csv" else "\t", n_rows=0,
                              infer_schema=False, raise_if_empty=False)
         return header.columns
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -524,7 +539,8 @@ def _jsonl_error(raw: RawFile, chunk: bytes, lines_before: int, exc: Exception) 
             return DataError(f"{raw.name}:{lines_before + offset}: not valid JSON ({err.msg}): "
                              f"{line[:120].decode('utf-8', 'replace')!r}")
         if not isinstance(record, dict):
-            return DataError(f"{raw.name}:{lines_before + offset}: expected a JSON object, found {type(record).__name__}")
+            return DataError(f"{raw.name}:{lines_before + offset}: expected a JSON object, "
+                             f"found {type(record).__name__}")
     return DataError(f"cannot read {raw.name} as JSON lines: {_first_line(exc)}")
 
 
