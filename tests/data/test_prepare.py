@@ -52,6 +52,14 @@ def test_one_non_integer_makes_all_ids_strings():
     assert dataset.item_ids.dtype == np.int64  # items are judged on their own
 
 
+def test_string_ids_sort_by_code_point_like_python():
+    values = ["\u00e9", "z", "a", "Z", "a", "10", "9"]
+    chunked = pl.concat([pl.Series(values[:3]), pl.Series(values[3:])], rechunk=False)
+    codes, uniques = encode_ids(chunked)
+    assert uniques.tolist() == sorted(set(values)) == ["10", "9", "Z", "a", "z", "\u00e9"]
+    assert [uniques[c] for c in codes] == values
+
+
 def test_encode_ids_dense_and_sparse_paths_agree():
     values = np.array([5, -3, 10**12, 5, 7], dtype=np.int64)
     codes, uniques = encode_ids(pl.Series(values))  # range too wide: np.unique path

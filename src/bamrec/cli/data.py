@@ -49,10 +49,10 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
     parser = data_subparsers.add_parser(
         "prepare",
         help="read a registered dataset or a raw file and write a prepared dataset",
-        description="Read a registered dataset (downloaded into the cache, or from --from) or a raw "
-        "interaction file; sort each user's interactions by time (stable), number users and items "
-        "from 1 in ascending order of their ids, optionally deduplicate and k-core filter, and write "
-        "a prepared dataset to --out.",
+        description="Read a registered dataset (downloaded into the cache, or from --from) or a raw\n"
+        "interaction file; sort each user's interactions by time (stable), number users and items\n"
+        "from 1 in ascending order of their ids, optionally deduplicate and k-core filter, and\n"
+        "write a prepared dataset to --out. See docs/data.md.",
         epilog=_PREPARE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -120,9 +120,7 @@ def encode_ids(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         return _encode_ints(ids.to_numpy())
     # Arrow's hash-based dictionary encoding, then a sort of the distinct values only: about twice
     # as fast as sorting or joining all rows (30M rows, 3M distinct ids: ~12 s against ~23 s).
-    encoded = pc.dictionary_encode(ids.to_arrow())
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
+    encoded = pc.dictionary_encode(ids.rechunk().to_arrow())  # one chunk: one dictionary
     by_value = pc.array_sort_indices(encoded.dictionary).to_numpy()  # [M] byte order = code-point order
     rank = np.empty(len(by_value), dtype=np.int64)
     rank[by_value] = np.arange(len(by_value), dtype=np.int64)  # [M] dictionary index -> sorted position
