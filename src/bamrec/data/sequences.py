@@ -109,6 +109,8 @@ class SequenceDataset:
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("truth_*.npy"):  # ground truth of a synthetic dataset this one replaces
+            stale.unlink()
         for name in _ARRAYS:
             np.save(out / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
         manifest = dict(self.manifest)
