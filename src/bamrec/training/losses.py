@@ -86,18 +86,21 @@ def single_scores(
 
 
 def multi_scores(
-    interests: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor
+    interests: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor, reduce: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BaM's all-interest scores ``s(u, i) = logsumexp_k m_k · e_i``: positives ``[B]``, negatives ``[B, S]``.
 
     ``interests [B, K, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` or ``[B, S, D]``.
+    With ``reduce=False`` the negatives stay per interest, ``[B, S, K]``: ``sampled_softmax_loss``
+    then folds the logsumexp over K into its logsumexp over the negatives (one pass, same value).
     """
-    positive = torch.einsum("bkd,bd->bk", interests, target_emb).logsumexp(-1)  # [B]
+    positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
+    # [B, S, K] rather than [B, K, S]: the logsumexp then reduces over the contiguous last axis.
     if negative_emb.dim() == 2:
-        negative = torch.matmul(interests, negative_emb.T)  # [B, K, S]
+        negative = torch.matmul(negative_emb, interests.transpose(1, 2))  # [B, S, K]
     else:
-        negative = torch.bmm(interests, negative_emb.transpose(1, 2))  # [B, K, S]
-    return positive, negative.logsumexp(1)  # [B, S]
+        negative = torch.bmm(negative_emb, interests.transpose(1, 2))  # [B, S, K]
+    return positive, (negative.logsumexp(-1) if reduce else negative)  # [B, S] or [B, S, K]
 
 
 def hard_negative_log_weights(negative: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
@@ -127,16 +130,23 @@ def sampled_softmax_loss(
     ``positive [B]`` and ``negative [B, S]`` are model scores; ``positive_log_q [B]`` and
     ``negative_log_q`` (``[S]`` or ``[B, S]``) the noise log-probabilities subtracted from them (None:
     no correction); ``valid [B, S]`` False drops a negative (accidental hit); ``beta > 0`` applies
-    REMI's IHN re-weighting of the negative term.
+    REMI's IHN re-weighting of the negative term. ``negative`` may also be ``[B, S, K]`` (unreduced
+    multi-interest scores, see ``multi_scores``): a negative's score is then ``logsumexp_k``.
     """
+    if negative.dim() == 3 and beta != 0.0:
+        negative = negative.logsumexp(-1)  # [B, S]: IHN weights need each negative's score
+    per_interest = negative.dim() == 3
     pos_logit = positive if positive_log_q is None else positive - positive_log_q  # [B]
-    neg_logit = negative if negative_log_q is None else negative - negative_log_q  # [B, S]
+    neg_logit = negative  # [B, S] or [B, S, K]
+    if negative_log_q is not None:
+        neg_logit = neg_logit - (negative_log_q.unsqueeze(-1) if per_interest else negative_log_q)
     if valid is not None:
-        neg_logit = neg_logit.masked_fill(~valid, float("-inf"))
+        neg_logit = neg_logit.masked_fill(~(valid.unsqueeze(-1) if per_interest else valid), float("-inf"))
     if beta != 0.0:
         neg_logit = neg_logit + hard_negative_log_weights(negative, valid, beta)  # [B, S]
-    logits = torch.cat([pos_logit.unsqueeze(1), neg_logit], dim=1)  # [B, 1 + S]
-    return torch.logsumexp(logits, dim=1) - pos_logit  # [B]
+    # log(e^pos + sum_j e^neg_j) without concatenating a [B, 1 + S] copy.
+    negative_lse = neg_logit.flatten(1).logsumexp(dim=1)  # [B]
+    return torch.logaddexp(pos_logit, negative_lse) - pos_logit  # [B]
 
 
 def full_softmax_loss(scores: torch.Tensor, target: torch.Tensor, beta: float = 0.0) -> torch.Tensor:

@@ -68,6 +68,7 @@ class Objective(nn.Module):
         self.register_buffer(
             "noise_log_prob", losses.uniform_noise_log_prob(num_items, config.negatives), persistent=False
         )
+        self.uniform_noise = True  # the only noise distribution offered (bam-method.md section 4)
 
     def interests(
         self, history: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
@@ -119,8 +120,14 @@ class Objective(nn.Module):
             self.num_items, cfg.num_negatives, cfg.negatives, target.shape[0], generator, target.device
         )  # [S] or [B, S]
         negative_emb = table[negatives]  # [S, D] or [B, S, D]
-        pos_log_q = self.noise_log_prob[target]  # [B]
-        neg_log_q = self.noise_log_prob[negatives]  # [S] or [B, S]
+        # logQ correction. Under uniform noise log q is the same constant for every id that can be a
+        # positive or a negative, so it cancels in the softmax: skipping it is exact and saves two
+        # [B, S] passes per loss. The general path stays for non-uniform noise.
+        if self.uniform_noise:
+            pos_log_q = neg_log_q = None
+        else:
+            pos_log_q = self.noise_log_prob[target]  # [B]
+            neg_log_q = self.noise_log_prob[negatives]  # [S] or [B, S]
         valid = ~losses.accidental_hits(negatives, target) if cfg.remove_accidental_hits else None  # [B, S]
 
         def loss_of(scores: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -129,7 +136,8 @@ class Objective(nn.Module):
             return per_example.mean()
 
         single = loss_of(losses.single_scores(selected, target_emb, negative_emb))
-        multi = loss_of(losses.multi_scores(interests, target_emb, negative_emb)) if cfg.multi_loss else None
+        multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce=cfg.remi_beta != 0.0))
+                 if cfg.multi_loss else None)
         return single, multi
 
     def _full(
