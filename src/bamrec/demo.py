@@ -40,7 +40,7 @@ METHODS = (
 # --quick is a smoke run of the same pipeline.
 FULL = {"max_iters": 2500, "eval_every": 250, "patience": 4}
 QUICK = {"max_iters": 400, "eval_every": 100, "patience": 4}
-QUICK_DATA = {"users": 1000, "items": 1000}
+QUICK_DATA = {"users": 1000, "items": 1000, "topics": 10}
 
 
 def demo_settings(quick: bool) -> tuple[SyntheticConfig, dict[str, Any]]:

@@ -60,6 +60,8 @@ def _train(args: argparse.Namespace) -> int:
         flat["data"] = args.data
     config = run_config_from_flat(flat)
     result = train(config, args.out, overwrite=args.overwrite, resume=args.resume)
+    if not result.main_process:
+        return 0
     print(f"run written to {result.run_dir} (stopped: {result.stopped}, best iteration {result.best_iter})")
     _print_metrics(result.test, title="test")
     return 0

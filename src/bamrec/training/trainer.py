@@ -55,6 +55,7 @@ class TrainResult:
     train_time_s: float
     best_valid: dict[str, Any]
     test: dict[str, Any]
+    main_process: bool = True  # False on the other ranks of a DDP run (they write nothing)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -187,7 +188,8 @@ def _train(
     stopped = _loop(config, model, objective, optimizer, sampler, selection_generator, state, dataset,
                     valid_view, out, device, context, log, progress if progress is not None else tc.progress)
     if not main:
-        return TrainResult(out, state.best_iter, state.iteration, stopped, state.elapsed_s, state.best_valid or {}, {})
+        return TrainResult(out, state.best_iter, state.iteration, stopped, state.elapsed_s, state.best_valid or {}, {},
+                           main_process=False)
     return _finish(config, objective, dataset, split, out, device, state, stopped, log)
 
 
