@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=200)
     parser.add_argument("--protocols", default="standard,reference")
     parser.add_argument("--protocol", default="standard", help=argparse.SUPPRESS)
-    parser.add_argument("--user-batch-size", type=int, default=1024)
+    parser.add_argument("--user-batch-size", type=int, default=128)
     parser.add_argument("--item-chunk-size", type=int, default=16384)
     parser.add_argument("--repeat-users", type=int, default=1)
     parser.add_argument("--device", default="cpu")

@@ -141,7 +141,7 @@ def recommend(
     *,
     seq_len: int,
     exclude_history: bool = True,
-    user_batch_size: int = 1024,
+    user_batch_size: int = 128,
     item_chunk_size: int = 16384,
     device: torch.device | str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
