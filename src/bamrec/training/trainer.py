@@ -214,6 +214,7 @@ def _loop(
     loss_sum = torch.zeros((), device=device)
     loss_steps = 0
     selection_counts = torch.zeros(num_interests, dtype=torch.long, device=device)
+    ones = torch.ones(tc.batch_size, dtype=torch.long, device=device)
     bar = tqdm(total=tc.max_iters, initial=state.iteration, disable=not (progress and context.is_main),
                desc="train", unit="it", dynamic_ncols=True, mininterval=0.5)
     started = time.perf_counter() - state.elapsed_s
@@ -230,7 +231,8 @@ def _loop(
             optimizer.step()
             loss_sum += output.loss.detach()
             loss_steps += 1
-            selection_counts += torch.bincount(output.selected_index, minlength=num_interests)
+            # index_add_, not bincount: bincount's output size depends on the data, a host sync on GPU.
+            selection_counts.index_add_(0, output.selected_index, ones)
             bar.update(1)
             if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
                 recent = output.loss.item()
