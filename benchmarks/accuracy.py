@@ -54,18 +54,25 @@ def main() -> None:
                 train(config, run_dir, overwrite=True, verbose=False)
             summary = ckpt.read_json(run_dir / ckpt.SUMMARY_FILE)
             reference = load_run(run_dir).evaluate(protocol="reference", cutoffs=(10, 20, 50))
+            diagnostics = ckpt.read_json(run_dir / ckpt.DIAGNOSTICS_FILE)
+            planted = diagnostics.get("planted") or {}
             row = {"model": model, "scheme": scheme, "run": str(run_dir), "best_iter": summary["best_iter"],
                    "iters": summary["iters"], "train_time_s": summary["train_time_s"],
-                   "stopped": summary["stopped"], "standard": summary["test"], "reference": reference}
+                   "stopped": summary["stopped"], "standard": summary["test"], "reference": reference,
+                   "minor_recall@20": (planted.get("recall") or {}).get("minor"),
+                   "selection_entropy": diagnostics["selection"]["overall"]["normalized_entropy"]}
             results.append(row)
             print(f"{model} {scheme}: recall@20 {row['standard']['recall@20']:.4f} (reference "
                   f"{reference['recall@20']:.4f}), best iter {row['best_iter']}, {row['train_time_s']:.0f} s",
                   file=sys.stderr, flush=True)
+    planted = any(r["minor_recall@20"] is not None for r in results)
     rows = [[r["model"], r["scheme"], r["standard"]["recall@20"], r["standard"]["ndcg@20"],
-             r["reference"]["recall@20"], r["reference"]["ndcg@20"], r["best_iter"], r["iters"],
+             r["reference"]["recall@20"], r["reference"]["ndcg@20"],
+             *([r["minor_recall@20"]] if planted else []), r["selection_entropy"], r["best_iter"], r["iters"],
              round(r["train_time_s"])] for r in results]
     table = markdown_table(["model", "scheme", "recall@20", "nDCG@20", "recall@20 (ref.)", "nDCG@20 (ref.)",
-                            "best iter", "iters", "train s"], rows)
+                            *(["minor recall@20"] if planted else []), "sel. entropy", "best iter", "iters",
+                            "train s"], rows)
     print(table)
     (out / "accuracy.md").write_text(table + "\n")
     write_json(out / "accuracy.json", {"results": results, "args": vars(args), "env": environment()})
