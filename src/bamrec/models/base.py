@@ -27,6 +27,14 @@ class MultiInterestBackbone(nn.Module, ABC):
     seq_len: int
     embeddings: nn.Embedding
 
+    def __init__(self, num_items: int, hidden_size: int, num_interests: int, seq_len: int) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.hidden_size = hidden_size
+        self.num_interests = num_interests
+        self.seq_len = seq_len
+        self.embeddings = nn.Embedding(num_items + 1, hidden_size)
+
     @abstractmethod
     def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interests ``[B, K, D]`` of histories ``items`` (int64 ``[B, L]``, 0 = padding) under ``mask`` (bool ``[B, L]``)."""

@@ -68,12 +68,7 @@ class ComiRecSA(MultiInterestBackbone):
         seq_len: int = 50,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.num_items = num_items
-        self.hidden_size = hidden_size
-        self.num_interests = num_interests
-        self.seq_len = seq_len
-        self.embeddings = nn.Embedding(num_items + 1, hidden_size)
+        super().__init__(num_items, hidden_size, num_interests, seq_len)
         self.position_embedding = nn.Parameter(torch.empty(1, seq_len, hidden_size))
         self.linear1 = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size, bias=False), nn.Tanh())
         self.linear2 = nn.Linear(4 * hidden_size, num_interests, bias=False)

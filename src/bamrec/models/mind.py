@@ -105,13 +105,8 @@ class MIND(MultiInterestBackbone):
         routing_iters: int = 3,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.num_items = num_items
-        self.hidden_size = hidden_size
-        self.num_interests = num_interests
-        self.seq_len = seq_len
+        super().__init__(num_items, hidden_size, num_interests, seq_len)
         self.routing_iters = routing_iters
-        self.embeddings = nn.Embedding(num_items + 1, hidden_size)
         self.linear = nn.Linear(hidden_size, hidden_size, bias=False)  # shared bilinear map W
         generator = torch.Generator().manual_seed(seed)
         init_parameters(self, generator)

@@ -26,12 +26,7 @@ class SingleInterest(MultiInterestBackbone):
     """Mean-pooling single-interest model: interests ``[B, 1, D]``."""
 
     def __init__(self, num_items: int, hidden_size: int = 64, seq_len: int = 50, seed: int = 0) -> None:
-        super().__init__()
-        self.num_items = num_items
-        self.hidden_size = hidden_size
-        self.num_interests = 1
-        self.seq_len = seq_len
-        self.embeddings = nn.Embedding(num_items + 1, hidden_size)
+        super().__init__(num_items, hidden_size, 1, seq_len)
         self.linear = nn.Linear(hidden_size, hidden_size, bias=False)
         init_parameters(self, torch.Generator().manual_seed(seed))
         nn.init.eye_(self.linear.weight)

@@ -93,6 +93,24 @@ class _Log:
             tqdm.write(line, file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What the loop and its validation checks work with (built once by ``_train``)."""
+
+    config: RunConfig
+    model: torch.nn.Module  # the objective, wrapped in DDP when distributed
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    sampler: TrainSampler
+    selection_generator: torch.Generator
+    dataset: SequenceDataset
+    valid_view: EvalView
+    out: Path
+    device: torch.device
+    context: DistributedContext
+    log: _Log
+
+
 @dataclass
 class _LoopState:
     iteration: int = 0
@@ -185,30 +203,18 @@ def _train(
             + (f", {context.world_size} processes" if context.enabled else "")
         )
 
-    stopped = _loop(config, model, objective, optimizer, sampler, selection_generator, state, dataset,
-                    valid_view, out, device, context, log, progress if progress is not None else tc.progress)
+    session = _Session(config, model, objective, optimizer, sampler, selection_generator, dataset, valid_view,
+                       out, device, context, log)
+    stopped = _loop(session, state, progress if progress is not None else tc.progress)
     if not main:
         return TrainResult(out, state.best_iter, state.iteration, stopped, state.elapsed_s, state.best_valid or {}, {},
                            main_process=False)
     return _finish(config, objective, dataset, split, out, device, state, stopped, log)
 
 
-def _loop(
-    config: RunConfig,
-    model: torch.nn.Module,
-    objective: Objective,
-    optimizer: torch.optim.Optimizer,
-    sampler: TrainSampler,
-    selection_generator: torch.Generator,
-    state: _LoopState,
-    dataset: SequenceDataset,
-    valid_view: EvalView,
-    out: Path,
-    device: torch.device,
-    context: DistributedContext,
-    log: _Log,
-    progress: bool,
-) -> str:
+def _loop(session: _Session, state: _LoopState, progress: bool) -> str:
+    config, model, objective, device, context = (session.config, session.model, session.objective,
+                                                 session.device, session.context)
     tc = config.train
     num_interests = objective.backbone.num_interests
     loss_sum = torch.zeros((), device=device)
@@ -224,11 +230,11 @@ def _loop(
     try:
         while state.iteration < tc.max_iters:
             state.iteration += 1
-            batch = sampler.sample()
-            output = model(batch.history, batch.mask, batch.target, selection_generator)
-            optimizer.zero_grad(set_to_none=True)
+            batch = session.sampler.sample()
+            output = model(batch.history, batch.mask, batch.target, session.selection_generator)
+            session.optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
-            optimizer.step()
+            session.optimizer.step()
             loss_sum += output.loss.detach()
             loss_steps += 1
             # index_add_, not bincount: bincount's output size depends on the data, a host sync on GPU.
@@ -238,7 +244,7 @@ def _loop(
                 recent = output.loss.item()
                 if not math.isfinite(recent):
                     stopped = "nan"
-                    log(f"loss became {recent} at iteration {state.iteration}: stopping; the best checkpoint "
+                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best checkpoint "
                         f"(iteration {state.best_iter}) is kept. Lower --lr or check the data.")
                     break
                 bar.set_postfix_str(f"loss={recent:.4f}{last_valid}", refresh=False)
@@ -247,9 +253,7 @@ def _loop(
                 all_reduce_sum(selection_counts, context)
                 stop = False
                 if context.is_main:
-                    stop, last_valid = _validate(config, objective, optimizer, sampler, selection_generator,
-                                                 state, dataset, valid_view, out, device, log,
-                                                 (loss_sum / max(loss_steps, 1)).item(),
+                    stop, last_valid = _validate(session, state, (loss_sum / max(loss_steps, 1)).item(),
                                                  selection_counts.cpu().numpy())
                 model.train()
                 loss_sum.zero_()
@@ -260,31 +264,18 @@ def _loop(
                     break
     except KeyboardInterrupt:
         stopped = "interrupted"
-        log(f"interrupted at iteration {state.iteration}; finishing with the best checkpoint")
+        session.log(f"interrupted at iteration {state.iteration}; finishing with the best checkpoint")
     finally:
         bar.close()
     state.elapsed_s = time.perf_counter() - started
     return stopped
 
 
-def _validate(
-    config: RunConfig,
-    objective: Objective,
-    optimizer: torch.optim.Optimizer,
-    sampler: TrainSampler,
-    selection_generator: torch.Generator,
-    state: _LoopState,
-    dataset: SequenceDataset,
-    valid_view: EvalView,
-    out: Path,
-    device: torch.device,
-    log: _Log,
-    mean_loss: float,
-    selection_counts: np.ndarray,
-) -> tuple[bool, str]:
+def _validate(session: _Session, state: _LoopState, mean_loss: float, selection_counts: np.ndarray) -> tuple[bool, str]:
     """One validation check: log it, keep the best weights, save the resume state; True = stop."""
-    tc = config.train
-    metrics = evaluate_model(objective.backbone, dataset, valid_view, config, protocol="standard", device=device)
+    config, objective, out = session.config, session.objective, session.out
+    metrics = evaluate_model(objective.backbone, session.dataset, session.valid_view, config, protocol="standard",
+                             device=session.device)
     total = max(int(selection_counts.sum()), 1)
     record = {
         "iter": state.iteration,
@@ -301,14 +292,14 @@ def _validate(
         ckpt.save_weights(out, objective, _weights_metadata(config))
     else:
         state.bad_checks += 1
-    _save_resume(out, objective, optimizer, sampler, selection_generator, state)
-    log(
+    _save_resume(out, objective, session.optimizer, session.sampler, session.selection_generator, state)
+    session.log(
         f"iter {state.iteration}: loss {mean_loss:.4f}, valid recall@10 {metrics['recall@10']:.4f} "
         f"recall@20 {metrics.get('recall@20', float('nan')):.4f}"
         f"{' (best)' if improved else f' (best {state.best_metric:.4f} at {state.best_iter})'}"
     )
     summary = f", val@10={score:.4f}"
-    return state.bad_checks >= tc.patience, summary
+    return state.bad_checks >= config.train.patience, summary
 
 
 def evaluate_model(
