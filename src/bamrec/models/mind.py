@@ -79,15 +79,27 @@ def dynamic_routing(
     """
     if iters < 1:
         raise ValueError(f"routing needs at least one round, got {iters}")
+    shared = item_hat.shape[1] == 1
+    if shared:
+        # One map for all interests: plain bmm on [B, L, D] instead of broadcasting a K axis, which
+        # would materialise K copies of item_hat in the forward and the backward pass.
+        item_hat = item_hat.squeeze(1)  # [B, L, D]
     frozen = item_hat.detach()
     logits = logits.detach()
     for i in range(iters):
         last = i == iters - 1
-        source = item_hat if last else frozen  # [B, 1|K, L, D]
-        weights = coupling_weights(logits, mask, over).unsqueeze(2)  # [B, K, 1, L]
-        capsules = squash(torch.matmul(weights, source).squeeze(2))  # [B, K, D]
+        source = item_hat if last else frozen  # [B, L, D] shared, [B, K, L, D] per interest
+        weights = coupling_weights(logits, mask, over)  # [B, K, L]
+        if shared:
+            capsules = squash(torch.bmm(weights, source))  # [B, K, D]
+        else:
+            capsules = squash(torch.matmul(weights.unsqueeze(2), source).squeeze(2))  # [B, K, D]
         if not last:
-            logits = logits + torch.matmul(source, capsules.unsqueeze(-1)).squeeze(-1)  # [B, K, L]
+            if shared:
+                agreement = torch.bmm(capsules, source.transpose(1, 2))  # [B, K, L]
+            else:
+                agreement = torch.matmul(source, capsules.unsqueeze(-1)).squeeze(-1)  # [B, K, L]
+            logits = logits + agreement
     return capsules  # [B, K, D]
 
 
