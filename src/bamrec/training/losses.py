@@ -66,8 +66,9 @@ def sample_negatives(
             "drawn from without replacement; lower num_negatives or use negatives=shared"
         )
     # The top-S of i.i.d. uniform keys is a uniform S-subset: sampling without replacement, batched.
+    # Unsorted: the loss treats negatives as a set, and skipping the sort is 4x faster on CPU.
     keys = torch.rand((batch_size, num_items + 1), generator=generator, device=device)  # [B, N + 1]
-    return keys.topk(num_negatives, dim=1).indices  # [B, S]
+    return keys.topk(num_negatives, dim=1, sorted=False).indices  # [B, S]
 
 
 def single_scores(
@@ -101,6 +102,21 @@ def multi_scores(
     else:
         negative = torch.bmm(negative_emb, interests.transpose(1, 2))  # [B, S, K]
     return positive, (negative.logsumexp(-1) if reduce else negative)  # [B, S] or [B, S, K]
+
+
+def table_scores(vectors: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Scores of per-example negative ``ids [B, S]``, by scoring every table row and gathering.
+
+    ``vectors`` ``[B, D]`` gives ``[B, S]``; ``[B, K, D]`` gives ``[B, S, K]`` (unreduced, as
+    ``multi_scores(reduce=False)``). When the catalogue is not much larger than S, one matmul against
+    the whole table is far cheaper than gathering ``B * S`` embedding rows and a batched
+    matrix-vector product (and its backward is a scatter into ``[B, N + 1]``, not into the table).
+    """
+    if vectors.dim() == 2:
+        return (vectors @ table.T).gather(1, ids)  # [B, S]
+    scores = torch.matmul(vectors, table.T)  # [B, K, N + 1]
+    index = ids.unsqueeze(1).expand(-1, vectors.shape[1], -1)  # [B, K, S]
+    return scores.gather(2, index).transpose(1, 2)  # [B, S, K]
 
 
 def hard_negative_log_weights(negative: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:

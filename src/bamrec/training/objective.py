@@ -27,6 +27,11 @@ from bamrec.training import losses
 from bamrec.training.selection import BaMSelector
 
 
+# Per-example negatives are scored against the whole table while it has at most this many rows per
+# sampled negative (a [B, K, N + 1] score matrix stays small; beyond it, gathering wins).
+TABLE_SCORING_MAX_RATIO = 8
+
+
 class ObjectiveOutput(NamedTuple):
     """One step's loss and diagnostics."""
 
@@ -119,7 +124,10 @@ class Objective(nn.Module):
         negatives = losses.sample_negatives(
             self.num_items, cfg.num_negatives, cfg.negatives, target.shape[0], generator, target.device
         )  # [S] or [B, S]
-        negative_emb = table[negatives]  # [S, D] or [B, S, D]
+        # Per-example negatives over a catalogue not much larger than S: score the whole table
+        # (see losses.table_scores) instead of gathering [B, S, D] embeddings.
+        by_table = negatives.dim() == 2 and table.shape[0] <= TABLE_SCORING_MAX_RATIO * negatives.shape[1]
+        negative_emb = None if by_table else table[negatives]  # [S, D] or [B, S, D]
         # logQ correction. Under uniform noise log q is the same constant for every id that can be a
         # positive or a negative, so it cancels in the softmax: skipping it is exact and saves two
         # [B, S] passes per loss. The general path stays for non-uniform noise.
@@ -135,8 +143,17 @@ class Objective(nn.Module):
             per_example = losses.sampled_softmax_loss(positive, negative, pos_log_q, neg_log_q, valid, cfg.remi_beta)
             return per_example.mean()
 
+        reduce = cfg.remi_beta != 0.0  # IHN weights need each negative's logsumexp over interests
+        if by_table:
+            single = loss_of(((selected * target_emb).sum(-1), losses.table_scores(selected, table, negatives)))
+            multi = None
+            if cfg.multi_loss:
+                positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
+                negative = losses.table_scores(interests, table, negatives)  # [B, S, K]
+                multi = loss_of((positive, negative.logsumexp(-1) if reduce else negative))
+            return single, multi
         single = loss_of(losses.single_scores(selected, target_emb, negative_emb))
-        multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce=cfg.remi_beta != 0.0))
+        multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce=reduce))
                  if cfg.multi_loss else None)
         return single, multi
 
