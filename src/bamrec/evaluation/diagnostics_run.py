@@ -67,7 +67,7 @@ def format_diagnostics(run_dir: str | Path) -> str | None:
     if not file.is_file():
         return None
     d = json.loads(file.read_text(encoding="utf-8"))
-    lines = ["interest balance (training selection, test retrieval)"]
+    lines = [f"interest balance (diagnostics.json from training; test split, {d.get('protocol', 'standard')} protocol)"]
     overall = (d.get("selection") or {}).get("overall")
     if overall:
         shares = " ".join(f"{s:.2f}" for s in overall.get("shares", []))
