@@ -97,6 +97,8 @@ def write_json(path: str | Path | None, value: Any) -> None:
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     def cell(value: Any) -> str:
         if isinstance(value, float):
+            if abs(value) < 1:
+                return f"{value:.4f}"
             return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
         return str(value)
 
