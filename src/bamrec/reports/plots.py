@@ -32,15 +32,7 @@ def plot_validation_curves(records: Sequence[RunRecord], path: str | Path, metri
                   if isinstance((r.get("valid") or {}).get(metric), (int, float)) and "iter" in r]
         if points:
             series.append((record.name, *zip(*points)))
-    if not series:
-        return None
-    fig, ax = _figure()
-    for name, iters, values in series:
-        ax.plot(iters, values, marker="o", markersize=3, label=name)
-    ax.set(title=f"Validation {metric} during training", xlabel="iteration", ylabel=f"validation {metric}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
+    return _line_plot(series, path, title=f"Validation {metric} during training", ylabel=f"validation {metric}")
 
 
 def plot_selection_shares(records: Sequence[RunRecord], path: str | Path) -> Path | None:
@@ -70,14 +62,21 @@ def plot_selection_entropy(records: Sequence[RunRecord], path: str | Path) -> Pa
                   if h.get("normalized_entropy") is not None and h.get("iter") is not None]
         if points:
             series.append((record.name, *zip(*points)))
+    return _line_plot(series, path, title="Balance of interest selection during training",
+                      ylabel="selection entropy / log K", ylim=(0, 1.05))
+
+
+def _line_plot(series: list, path: str | Path, *, title: str, ylabel: str,
+               ylim: tuple[float, float] | None = None) -> Path | None:
+    """One line per ``(name, iterations, values)`` against iteration; None when there is nothing to draw."""
     if not series:
         return None
     fig, ax = _figure()
     for name, iters, values in series:
         ax.plot(iters, values, marker="o", markersize=3, label=name)
-    ax.set_ylim(0, 1.05)
-    ax.set(title="Balance of interest selection during training", xlabel="iteration",
-           ylabel="selection entropy / log K")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set(title=title, xlabel="iteration", ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(fig, path)
