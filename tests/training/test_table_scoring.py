@@ -38,3 +38,16 @@ def test_table_scoring_matches_gathered_embeddings(monkeypatch, train):
     assert grads_table.keys() == grads_gather.keys()
     for name in grads_table:
         torch.testing.assert_close(grads_table[name], grads_gather[name], rtol=1e-4, atol=1e-6)
+
+
+def test_softmax_cross_entropy_matches_autograd_logsumexp():
+    from bamrec.training.losses import _SoftmaxCrossEntropy
+
+    torch.manual_seed(0)
+    pos = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    neg = torch.randn(4, 3, 5, dtype=torch.float64)
+    neg[1, 0, 2] = float("-inf")  # a removed negative contributes nothing
+    neg.requires_grad_(True)
+    assert torch.autograd.gradcheck(_SoftmaxCrossEntropy.apply, (pos, neg))
+    expected = torch.logsumexp(torch.cat([pos.unsqueeze(1), neg.flatten(1)], 1), 1) - pos
+    torch.testing.assert_close(_SoftmaxCrossEntropy.apply(pos, neg), expected)

@@ -92,22 +92,24 @@ def multi_scores(
     """BaM's all-interest scores ``s(u, i) = logsumexp_k m_k · e_i``: positives ``[B]``, negatives ``[B, S]``.
 
     ``interests [B, K, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` or ``[B, S, D]``.
-    With ``reduce=False`` the negatives stay per interest, ``[B, S, K]``: ``sampled_softmax_loss``
+    With ``reduce=False`` the negatives stay per interest, ``[B, K, S]``: ``sampled_softmax_loss``
     then folds the logsumexp over K into its logsumexp over the negatives (one pass, same value).
     """
     positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
-    # [B, S, K] rather than [B, K, S]: the logsumexp then reduces over the contiguous last axis.
+    batch, num_interests, dim = interests.shape
     if negative_emb.dim() == 2:
-        negative = torch.matmul(negative_emb, interests.transpose(1, 2))  # [B, S, K]
+        # One [B*K, D] x [D, S] GEMM; a broadcast matmul would expand the negatives to [B, S, D] in
+        # the backward pass.
+        negative = (interests.reshape(batch * num_interests, dim) @ negative_emb.T).view(batch, num_interests, -1)
     else:
-        negative = torch.bmm(negative_emb, interests.transpose(1, 2))  # [B, S, K]
-    return positive, (negative.logsumexp(-1) if reduce else negative)  # [B, S] or [B, S, K]
+        negative = torch.bmm(interests, negative_emb.transpose(1, 2))  # [B, K, S]
+    return positive, (negative.logsumexp(1) if reduce else negative)  # [B, S] or [B, K, S]
 
 
 def table_scores(vectors: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Scores of per-example negative ``ids [B, S]``, by scoring every table row and gathering.
 
-    ``vectors`` ``[B, D]`` gives ``[B, S]``; ``[B, K, D]`` gives ``[B, S, K]`` (unreduced, as
+    ``vectors`` ``[B, D]`` gives ``[B, S]``; ``[B, K, D]`` gives ``[B, K, S]`` (unreduced, as
     ``multi_scores(reduce=False)``). When the catalogue is not much larger than S, one matmul against
     the whole table is far cheaper than gathering ``B * S`` embedding rows and a batched
     matrix-vector product (and its backward is a scatter into ``[B, N + 1]``, not into the table).
@@ -116,7 +118,7 @@ def table_scores(vectors: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) 
         return (vectors @ table.T).gather(1, ids)  # [B, S]
     scores = torch.matmul(vectors, table.T)  # [B, K, N + 1]
     index = ids.unsqueeze(1).expand(-1, vectors.shape[1], -1)  # [B, K, S]
-    return scores.gather(2, index).transpose(1, 2)  # [B, S, K]
+    return scores.gather(2, index)  # [B, K, S]
 
 
 def hard_negative_log_weights(negative: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
@@ -146,23 +148,49 @@ def sampled_softmax_loss(
     ``positive [B]`` and ``negative [B, S]`` are model scores; ``positive_log_q [B]`` and
     ``negative_log_q`` (``[S]`` or ``[B, S]``) the noise log-probabilities subtracted from them (None:
     no correction); ``valid [B, S]`` False drops a negative (accidental hit); ``beta > 0`` applies
-    REMI's IHN re-weighting of the negative term. ``negative`` may also be ``[B, S, K]`` (unreduced
+    REMI's IHN re-weighting of the negative term. ``negative`` may also be ``[B, K, S]`` (unreduced
     multi-interest scores, see ``multi_scores``): a negative's score is then ``logsumexp_k``.
     """
     if negative.dim() == 3 and beta != 0.0:
-        negative = negative.logsumexp(-1)  # [B, S]: IHN weights need each negative's score
+        negative = negative.logsumexp(1)  # [B, S]: IHN weights need each negative's score
     per_interest = negative.dim() == 3
     pos_logit = positive if positive_log_q is None else positive - positive_log_q  # [B]
-    neg_logit = negative  # [B, S] or [B, S, K]
+    neg_logit = negative  # [B, S] or [B, K, S]
     if negative_log_q is not None:
-        neg_logit = neg_logit - (negative_log_q.unsqueeze(-1) if per_interest else negative_log_q)
+        neg_logit = neg_logit - (negative_log_q.unsqueeze(-2) if per_interest else negative_log_q)
     if valid is not None:
-        neg_logit = neg_logit.masked_fill(~(valid.unsqueeze(-1) if per_interest else valid), float("-inf"))
+        neg_logit = neg_logit.masked_fill(~(valid.unsqueeze(1) if per_interest else valid), float("-inf"))
     if beta != 0.0:
         neg_logit = neg_logit + hard_negative_log_weights(negative, valid, beta)  # [B, S]
-    # log(e^pos + sum_j e^neg_j) without concatenating a [B, 1 + S] copy.
-    negative_lse = neg_logit.flatten(1).logsumexp(dim=1)  # [B]
-    return torch.logaddexp(pos_logit, negative_lse) - pos_logit  # [B]
+    return _SoftmaxCrossEntropy.apply(pos_logit, neg_logit)  # [B]
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """``log(e^pos + sum_j e^neg_j) - pos`` per row, ``pos [B]``, ``neg [B, ...]`` (any trailing shape).
+
+    The same value as ``logsumexp`` over ``[pos, neg]`` minus ``pos``, but it keeps the exponentials
+    of the forward pass for the backward (the softmax), so the largest tensor of a step, the
+    ``[B, K, S]`` multi-interest scores, is read and written fewer times and never concatenated.
+    """
+
+    @staticmethod
+    def forward(ctx, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        flat = neg.reshape(neg.shape[0], -1)  # [B, M]
+        peak = torch.maximum(flat.amax(1), pos)  # [B] finite: pos is finite
+        neg_exp = (flat - peak.unsqueeze(1)).exp_()  # [B, M]
+        pos_exp = (pos - peak).exp()  # [B]
+        total = neg_exp.sum(1) + pos_exp  # [B]
+        ctx.save_for_backward(neg_exp, pos_exp, total)
+        ctx.neg_shape = neg.shape
+        return total.log() + peak - pos  # [B]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        neg_exp, pos_exp, total = ctx.saved_tensors
+        scale = grad / total  # [B]
+        grad_neg = (neg_exp * scale.unsqueeze(1)).view(ctx.neg_shape)  # softmax weight of each negative
+        grad_pos = pos_exp * scale - grad  # [B]
+        return grad_pos, grad_neg
 
 
 def full_softmax_loss(scores: torch.Tensor, target: torch.Tensor, beta: float = 0.0) -> torch.Tensor:

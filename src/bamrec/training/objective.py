@@ -149,8 +149,8 @@ class Objective(nn.Module):
             multi = None
             if cfg.multi_loss:
                 positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
-                negative = losses.table_scores(interests, table, negatives)  # [B, S, K]
-                multi = loss_of((positive, negative.logsumexp(-1) if reduce else negative))
+                negative = losses.table_scores(interests, table, negatives)  # [B, K, S]
+                multi = loss_of((positive, negative.logsumexp(1) if reduce else negative))
             return single, multi
         single = loss_of(losses.single_scores(selected, target_emb, negative_emb))
         multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce=reduce))
