@@ -9,9 +9,12 @@ examples (a target position ``k`` in ``[1, n-3]`` needs at least one item before
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: `bamrec data` commands must not load it
+    import torch
 
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import DataError
@@ -88,6 +91,8 @@ def gather_windows(
 
     Returns ``(history [B, L] int64, mask [B, L] bool)``. Vectorised: one gather for the batch.
     """
+    import torch
+
     lengths = torch.clamp(ends - starts, max=seq_len)  # [B]
     window_start = ends - lengths  # [B]
     positions = torch.arange(seq_len, device=items.device)  # [L]
