@@ -65,6 +65,8 @@ def measure(args: argparse.Namespace) -> dict:
         sync(device)
         runs.append(time.perf_counter() - t0)
     first_s, full_s = runs[0], float(np.median(runs))
+    if args.only_evaluate:  # peak memory of evaluation alone (no benchmark extras below)
+        return {"protocol": args.protocol, "users": len(view), "evaluate_s": full_s, "peak_rss_gb": peak_rss_gb()}
 
     # The same users' interests once, then the ranking alone vs the bare bound on those tensors.
     from bamrec.evaluation.diagnostics_run import view_interests
@@ -108,10 +110,12 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=200)
     parser.add_argument("--protocols", default="standard,reference")
     parser.add_argument("--protocol", default="standard", help=argparse.SUPPRESS)
-    parser.add_argument("--user-batch-size", type=int, default=128)
+    parser.add_argument("--user-batch-size", type=int, default=64)
     parser.add_argument("--item-chunk-size", type=int, default=16384)
     parser.add_argument("--repeat-users", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="full evaluations timed (median reported)")
+    parser.add_argument("--only-evaluate", action="store_true",
+                        help="print one JSON line: time and peak RSS of the evaluation alone")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--original", default=None, help="'ml-1m' compares with the original's ML-1M figures")
     parser.add_argument("--json", default=None)
@@ -119,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.run or args.data):
         parser.error("give --run or --data")
-    if args.one:
+    if args.one or args.only_evaluate:
         print(json.dumps(measure(args)))
         return
     results = []

@@ -66,7 +66,7 @@ class EvalConfig:
 
     protocol: str = "standard"  # "standard" (default) or "reference" (the original evaluator)
     cutoffs: tuple[int, ...] = (10, 20, 50)  # metric cutoffs
-    user_batch_size: int = 128  # users per chunk (bounds the forward's memory)
+    user_batch_size: int = 64  # users per chunk (bounds the forward's memory)
     item_chunk_size: int = 16384  # items scored per chunk (bounds memory)
 
 

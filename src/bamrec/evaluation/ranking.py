@@ -61,6 +61,29 @@ def check_positive(name: str, value: int) -> int:
     return int(value)
 
 
+# Histories differ in length, so each batch allocates differently sized buffers; glibc keeps the
+# freed space and the resident size creeps up with the number of users. Returning it every few
+# batches keeps evaluation memory bounded by the chunk sizes.
+TRIM_EVERY_BATCHES = 16
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def history_csr(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> Csr:
     """The whole CSR slices ``items[start:end]`` of a batch, as a Csr (one gather, no Python loop)."""
     lengths = ends - starts  # [B]
@@ -255,7 +278,7 @@ def evaluate(
     seq_len: int,
     protocol: str = "standard",
     cutoffs: Sequence[int] = DEFAULT_CUTOFFS,
-    user_batch_size: int = 128,
+    user_batch_size: int = 64,
     item_chunk_size: int = 16384,
     device: torch.device | str | None = None,
     progress: bool = False,
@@ -309,6 +332,8 @@ def evaluate(
             )
             ranks.append(batch_ranks.cpu())
             chosen.append(batch_interest.cpu())
+            if (lo // batch_size) % TRIM_EVERY_BATCHES == TRIM_EVERY_BATCHES - 1:
+                release_freed_memory()
     return EvalResult(
         ranks=torch.cat(ranks).numpy(),
         target_interest=torch.cat(chosen).numpy(),
