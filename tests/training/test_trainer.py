@@ -142,3 +142,25 @@ def test_patience_stops_training(data_dir, tmp_path):
     result = bamrec.train(config(data_dir, patience=1, max_iters=2000, lr=1e-9), tmp_path / "run", verbose=False)
     assert result.stopped == "patience"
     assert result.iters < 2000
+
+
+def test_sigterm_finishes_the_run_with_its_best_checkpoint(data_dir, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from bamrec.training import objective as objective_module
+
+    original_forward = objective_module.Objective.forward
+    calls = {"n": 0}
+
+    def terminated(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 30:  # after the first validation check at iteration 20
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module.Objective, "forward", terminated)
+    result = bamrec.train(config(data_dir, max_iters=200), tmp_path / "run", verbose=False)
+    assert result.stopped == "interrupted"
+    assert result.best_iter == 20 and result.iters < 200
+    assert json.loads((result.run_dir / "summary.json").read_text())["stopped"] == "interrupted"

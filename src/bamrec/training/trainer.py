@@ -9,7 +9,9 @@ except at logging points (every ``LOG_EVERY`` steps) and validation.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -227,6 +229,7 @@ def _loop(session: _Session, state: _LoopState, progress: bool) -> str:
     last_valid = ""
     stopped = "max_iters"
     model.train()
+    previous_sigterm = _stop_on_sigterm()
     try:
         while state.iteration < tc.max_iters:
             state.iteration += 1
@@ -267,8 +270,22 @@ def _loop(session: _Session, state: _LoopState, progress: bool) -> str:
         session.log(f"interrupted at iteration {state.iteration}; finishing with the best checkpoint")
     finally:
         bar.close()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     state.elapsed_s = time.perf_counter() - started
     return stopped
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (schedulers, `kill`) stop training like Ctrl-C: the run is finished with its best
+    checkpoint instead of being lost. Returns the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _validate(session: _Session, state: _LoopState, mean_loss: float, selection_counts: np.ndarray) -> tuple[bool, str]:
