@@ -70,6 +70,8 @@ class ComiRecSA(MultiInterestBackbone):
     ) -> None:
         super().__init__(num_items, hidden_size, num_interests, seq_len)
         self.position_embedding = nn.Parameter(torch.empty(1, seq_len, hidden_size))
+        # A Sequential only so the weight is named ``linear1.0.weight`` like the original's checkpoints;
+        # forward applies the tanh itself (in place at inference).
         self.linear1 = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size, bias=False), nn.Tanh())
         self.linear2 = nn.Linear(4 * hidden_size, num_interests, bias=False)
         self.last_attention: torch.Tensor | None = None

@@ -72,14 +72,18 @@ def sample_negatives(
 
 
 def single_scores(
-    query: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor
+    query: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor,
+    negative_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores of one vector per example: positives ``[B]`` and negatives ``[B, S]``.
 
-    ``query [B, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` (shared) or ``[B, S, D]``.
+    ``query [B, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` (shared) or ``[B, S, D]``;
+    or, with per-example ``negative_ids [B, S]``, the whole item table (see ``table_scores``).
     """
     positive = (query * target_emb).sum(-1)  # [B]
-    if negative_emb.dim() == 2:
+    if negative_ids is not None:
+        negative = table_scores(query, negative_emb, negative_ids)  # [B, S]
+    elif negative_emb.dim() == 2:
         negative = query @ negative_emb.T  # [B, S]
     else:
         negative = torch.bmm(negative_emb, query.unsqueeze(-1)).squeeze(-1)  # [B, S]
@@ -87,17 +91,21 @@ def single_scores(
 
 
 def multi_scores(
-    interests: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor, reduce: bool = True
+    interests: torch.Tensor, target_emb: torch.Tensor, negative_emb: torch.Tensor, reduce: bool = True,
+    negative_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BaM's all-interest scores ``s(u, i) = logsumexp_k m_k · e_i``: positives ``[B]``, negatives ``[B, S]``.
 
     ``interests [B, K, D]``, ``target_emb [B, D]``, ``negative_emb`` ``[S, D]`` or ``[B, S, D]``.
     With ``reduce=False`` the negatives stay per interest, ``[B, K, S]``: ``sampled_softmax_loss``
     then folds the logsumexp over K into its logsumexp over the negatives (one pass, same value).
+    With per-example ``negative_ids [B, S]``, ``negative_emb`` is the whole item table.
     """
     positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
     batch, num_interests, dim = interests.shape
-    if negative_emb.dim() == 2:
+    if negative_ids is not None:
+        negative = table_scores(interests, negative_emb, negative_ids)  # [B, K, S]
+    elif negative_emb.dim() == 2:
         # One [B*K, D] x [D, S] GEMM; a broadcast matmul would expand the negatives to [B, S, D] in
         # the backward pass.
         negative = (interests.reshape(batch * num_interests, dim) @ negative_emb.T).view(batch, num_interests, -1)

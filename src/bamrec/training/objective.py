@@ -127,7 +127,8 @@ class Objective(nn.Module):
         # Per-example negatives over a catalogue not much larger than S: score the whole table
         # (see losses.table_scores) instead of gathering [B, S, D] embeddings.
         by_table = negatives.dim() == 2 and table.shape[0] <= TABLE_SCORING_MAX_RATIO * negatives.shape[1]
-        negative_emb = None if by_table else table[negatives]  # [S, D] or [B, S, D]
+        # [S, D] or [B, S, D] embeddings, or the whole table scored at the sampled ids.
+        negative_emb, negative_ids = (table, negatives) if by_table else (table[negatives], None)
         # logQ correction. Under uniform noise log q is the same constant for every id that can be a
         # positive or a negative, so it cancels in the softmax: skipping it is exact and saves two
         # [B, S] passes per loss. The general path stays for non-uniform noise.
@@ -144,16 +145,8 @@ class Objective(nn.Module):
             return per_example.mean()
 
         reduce = cfg.remi_beta != 0.0  # IHN weights need each negative's logsumexp over interests
-        if by_table:
-            single = loss_of(((selected * target_emb).sum(-1), losses.table_scores(selected, table, negatives)))
-            multi = None
-            if cfg.multi_loss:
-                positive = torch.bmm(interests, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
-                negative = losses.table_scores(interests, table, negatives)  # [B, K, S]
-                multi = loss_of((positive, negative.logsumexp(1) if reduce else negative))
-            return single, multi
-        single = loss_of(losses.single_scores(selected, target_emb, negative_emb))
-        multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce=reduce))
+        single = loss_of(losses.single_scores(selected, target_emb, negative_emb, negative_ids))
+        multi = (loss_of(losses.multi_scores(interests, target_emb, negative_emb, reduce, negative_ids))
                  if cfg.multi_loss else None)
         return single, multi
 
