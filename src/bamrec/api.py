@@ -21,22 +21,28 @@ from bamrec.config import RunConfig, run_config_from_dict, run_config_from_flat
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import LeaveOneOut
 from bamrec.errors import BamrecError, RunDirError
+from bamrec.evaluation.model_eval import evaluate_model_result
 from bamrec.models import build_backbone
 from bamrec.retrieval.recommend import topk_items
 from bamrec.training import checkpoint as ckpt
+from bamrec.training.callbacks import CheckCallback
 from bamrec.training.objective import Objective
-from bamrec.training.trainer import TrainResult, evaluate_model_result, resolve_device
+from bamrec.training.trainer import TrainResult, resolve_device
 from bamrec.training.trainer import train as _train
 
 
 def train(config: RunConfig | Mapping[str, Any], out: str | Path, *, overwrite: bool = False,
-          resume: bool = False, progress: bool | None = None, verbose: bool = True) -> TrainResult:
-    """Train as ``config`` says (a RunConfig, a nested dict, or a flat dict of option names)."""
+          resume: bool = False, progress: bool | None = None, verbose: bool = True,
+          callbacks: Sequence[CheckCallback] = ()) -> TrainResult:
+    """Train as ``config`` says (a RunConfig, a nested dict, or a flat dict of option names).
+
+    ``callbacks`` receive each validation check (``bamrec.training.callbacks``)."""
     if not isinstance(config, RunConfig):
         nested = any(key in config for key in ("model", "train", "eval")) and all(
             isinstance(config.get(key, {}), Mapping) for key in ("model", "train", "eval"))
         config = run_config_from_dict(config) if nested else run_config_from_flat(config)
-    return _train(config, out, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose)
+    return _train(config, out, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose,
+                  callbacks=callbacks)
 
 
 @dataclass(frozen=True)

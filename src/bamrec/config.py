@@ -20,6 +20,7 @@ LOSSES = ("sampled", "full")
 NEGATIVE_MODES = ("shared", "per-example")
 BAM_L_GRADS = ("straight-through", "none")
 PROTOCOLS = ("standard", "reference")
+VALID_PROTOCOLS = ("standard",)  # validation steps of training (bamrec.training.validation.VALIDATIONS)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class TrainConfig:
     eval_every: int = 1000  # steps between validation checks
     patience: int = 15  # validation checks without improvement before stopping
     valid_users: int = 0  # fixed validation users: 0 = all, else a seeded subset of this size
+    valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     progress: bool = True  # show a tqdm progress bar
@@ -87,6 +89,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "negatives": NEGATIVE_MODES,
     "bam_l_grad": BAM_L_GRADS,
     "protocol": PROTOCOLS,
+    "valid_protocol": VALID_PROTOCOLS,
 }
 
 

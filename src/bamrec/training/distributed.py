@@ -4,6 +4,9 @@ Each process draws its own training batches (sampler seed offset by rank), so ``
 process and the effective batch is ``batch_size * world_size``. Gradients are averaged by DDP.
 Validation, checkpoints and logs happen on rank 0; its stop decision is broadcast so every process
 leaves the loop at the same iteration.
+
+Every decision that makes the loop stop goes through :func:`agree_on_stop`, called by every rank at each
+validation check: that is the one place where the ranks agree on stopping (and on why).
 """
 
 from __future__ import annotations
@@ -43,13 +46,22 @@ def init_distributed(device: torch.device) -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def broadcast_flag(flag: bool, context: DistributedContext, device: torch.device) -> bool:
-    """Rank 0's ``flag`` on every process."""
+STOP_REASONS = ("patience", "nan")  # codes 1.. of agree_on_stop; 0 = go on
+
+
+def agree_on_stop(reason: str | None, context: DistributedContext, device: torch.device) -> str | None:
+    """The stop decision every rank acts on, given this rank's own ``reason`` (None = go on).
+
+    Today rank 0's decision is taken by all (only rank 0 validates, so only it can run out of patience).
+    A reason any rank may raise on its own (a non-finite loss) must be combined here instead, e.g. by an
+    all-reduce of the codes, so that no rank leaves the loop alone and the others wait on it forever.
+    """
     if not context.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+        return reason
+    code = torch.tensor([0 if reason is None else STOP_REASONS.index(reason) + 1], device=device)
+    dist.broadcast(code, src=0)
+    value = int(code.item())
+    return None if value == 0 else STOP_REASONS[value - 1]
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:

@@ -1,42 +1,63 @@
-"""The training loop: iteration-based, with validation, early stopping, checkpoints and logs.
+"""Training: set up a run (``train``), then a small iteration-based fit loop (``fit``).
 
 Defaults follow the original BaM code (``bam-method.md`` section 6): batch 128, Adam 1e-3, validate every
 1,000 iterations on a fixed validation set, keep the best model by validation recall@10, stop after
 ``patience`` (15) checks without improvement. The inner loop does no host-device synchronisation
-except at logging points (every ``LOG_EVERY`` steps) and validation.
+except at logging points (every ``LOG_EVERY`` steps) and validation checks.
+
+The parts the loop is made of, each in its own place:
+
+* the validation step: :mod:`bamrec.training.validation` (an object chosen by ``valid_protocol``);
+* early stopping: :class:`bamrec.training.early_stopping.EarlyStopping`;
+* the resume state (``last.ckpt``, typed, per process): :mod:`bamrec.training.resume`;
+* per-check callbacks (log line, progress bar, extra loggers passed to ``train``):
+  :mod:`bamrec.training.callbacks`;
+* DDP: the ranks agree on stopping in :func:`bamrec.training.distributed.agree_on_stop`, called by
+  every rank at every check;
+* Ctrl-C / SIGTERM: :func:`_interrupts` turns both into ``KeyboardInterrupt`` around the loop; the run
+  is then finished with its best checkpoint.
+
+A check (:func:`_check`, rank 0) runs: validation -> early stopping -> best weights (when improved) ->
+resume state -> ``metrics.jsonl`` -> callbacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
-import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from bamrec.config import RunConfig
 from bamrec.data.sampling import TrainSampler
 from bamrec.data.sequences import SequenceDataset
-from bamrec.data.split import EvalView, LeaveOneOut
-from bamrec.errors import BamrecError, RunDirError
-from bamrec.evaluation.ranking import evaluate
+from bamrec.data.split import LeaveOneOut
+from bamrec.errors import BamrecError
+from bamrec.evaluation.model_eval import evaluate_model, evaluate_model_result
 from bamrec.models import build_backbone, resolve_presets
 from bamrec.training import checkpoint as ckpt
+from bamrec.training import resume as resume_state
+from bamrec.training.callbacks import Check, CheckCallback, Log, LogCheck, ProgressBar
 from bamrec.training.distributed import (
     DistributedContext,
+    agree_on_stop,
     all_reduce_sum,
-    broadcast_flag,
     init_distributed,
     shutdown,
 )
-from bamrec.training.objective import Objective
+from bamrec.training.early_stopping import EarlyStopping
+from bamrec.training.objective import Objective, ObjectiveOutput
+from bamrec.training.validation import Validation, build_validation, validation_view
+
+# Re-exported: they lived here before the split (``bamrec.api`` and scripts import them from here).
+__all__ = ["TrainResult", "TrainingError", "evaluate_model", "evaluate_model_result", "fit", "resolve_device",
+           "train", "validation_view"]
 
 LOG_EVERY = 50  # steps between loss read-outs (the only host syncs of the inner loop)
 SELECTION_METRIC = "recall@10"
@@ -70,34 +91,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def validation_view(split: LeaveOneOut, num_users: int, seed: int) -> EvalView:
-    """The fixed validation set: all users, or a seeded subset of ``num_users`` of them."""
-    view = split.view("valid")
-    if num_users <= 0 or num_users >= len(view):
-        return view
-    rng = np.random.default_rng(seed)
-    return view.subset(np.sort(rng.choice(len(view), size=num_users, replace=False)))
-
-
-class _Log:
-    """Writes to ``train.log`` and, above the progress bar, to stderr."""
-
-    def __init__(self, file: Path | None, echo: bool) -> None:
-        self.file = file
-        self.echo = echo
-
-    def __call__(self, message: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        if self.file is not None:
-            with self.file.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-        if self.echo:
-            tqdm.write(line, file=sys.stderr)
-
-
 @dataclass(frozen=True)
-class _Session:
-    """What the loop and its validation checks work with (built once by ``_train``)."""
+class Session:
+    """What the loop works with (built once by ``_train``; nothing in it changes during the loop)."""
 
     config: RunConfig
     model: torch.nn.Module  # the objective, wrapped in DDP when distributed
@@ -105,21 +101,18 @@ class _Session:
     optimizer: torch.optim.Optimizer
     sampler: TrainSampler
     selection_generator: torch.Generator
-    dataset: SequenceDataset
-    valid_view: EvalView
+    validate: Validation
     out: Path
     device: torch.device
     context: DistributedContext
-    log: _Log
+    log: Log
 
 
 @dataclass
-class _LoopState:
+class LoopState:
+    """What changes during the loop (with ``EarlyStopping``, this is what a resume restores)."""
+
     iteration: int = 0
-    best_metric: float = -math.inf
-    best_iter: int = 0
-    best_valid: dict[str, Any] | None = None
-    bad_checks: int = 0
     elapsed_s: float = 0.0
 
 
@@ -131,12 +124,14 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
+    callbacks: Sequence[CheckCallback] = (),
 ) -> TrainResult:
     """Train a model as ``config`` says and write a run directory at ``out``.
 
     With ``resume`` the run continues from ``out/last.ckpt`` (refused when the config or the dataset
     differ). Without ``overwrite`` an existing non-empty ``out`` is refused. Under ``torchrun`` the
-    work is split over processes with DDP (see ``training.distributed``).
+    work is split over processes with DDP (see ``training.distributed``). ``callbacks`` receive every
+    validation check after the built-in ones (rank 0 only; see ``training.callbacks``).
     """
     config = resolve_presets(config)
     if not config.data:
@@ -147,7 +142,7 @@ def train(
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(config, Path(out), device, context, overwrite, resume, progress, verbose)
+        return _train(config, Path(out), device, context, overwrite, resume, progress, verbose, callbacks)
     finally:
         shutdown(context)
 
@@ -161,6 +156,7 @@ def _train(
     resume: bool,
     progress: bool | None,
     verbose: bool,
+    extra_callbacks: Sequence[CheckCallback],
 ) -> TrainResult:
     tc = config.train
     dataset = SequenceDataset.load(config.data)
@@ -169,7 +165,7 @@ def _train(
     main = context.is_main
     if main:
         out = ckpt.prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    log = _Log(out / ckpt.LOG_FILE if main else None, echo=verbose and main)
+    log = Log(out / ckpt.LOG_FILE if main else None, echo=verbose and main)
     if main and split.describe_short_users():
         log(f"note: {split.describe_short_users()}")
 
@@ -181,21 +177,28 @@ def _train(
                            device=device)
     selection_generator = torch.Generator(device=device)
     selection_generator.manual_seed(tc.seed + 1 + 7919 * context.rank)
-    state = _LoopState()
+    state = LoopState()
+    stopper = EarlyStopping(SELECTION_METRIC, tc.patience)
 
     if resume and (out / ckpt.RESUME_FILE).is_file():
-        state = _restore(out, config, dataset_info, objective, optimizer, sampler, selection_generator)
+        resume_state.check_resumable(out, config, dataset_info)
+        saved = resume_state.load(out)
+        objective.load_state_dict(saved.objective)
+        optimizer.load_state_dict(saved.optimizer)
+        saved.rank_state(context.rank).apply(sampler, selection_generator)
+        stopper.load_state_dict(saved.early_stopping)
+        state = LoopState(iteration=saved.iteration, elapsed_s=saved.elapsed_s)
         log(f"resumed from iteration {state.iteration}")
     elif main:
         ckpt.write_config(out, config, dataset_info)
         ckpt.write_item_map(out, dataset)
 
-    model = objective
+    model: torch.nn.Module = objective
     if context.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None
         )
-    valid_view = validation_view(split, tc.valid_users, tc.seed)
+    validate = build_validation(config, dataset, split, device)
     if main:
         log(
             f"training {config.model.model} ({config.model.num_interests} interests, d={config.model.hidden_size}, "
@@ -205,201 +208,166 @@ def _train(
             + (f", {context.world_size} processes" if context.enabled else "")
         )
 
-    session = _Session(config, model, objective, optimizer, sampler, selection_generator, dataset, valid_view,
-                       out, device, context, log)
-    stopped = _loop(session, state, progress if progress is not None else tc.progress)
+    session = Session(config, model, objective, optimizer, sampler, selection_generator, validate, out, device,
+                      context, log)
+    bar = ProgressBar(tc.max_iters, state.iteration, enabled=(progress if progress is not None else tc.progress)
+                      and main)
+    stopped = fit(session, state, stopper, bar, [LogCheck(log), bar, *extra_callbacks])
     if not main:
-        return TrainResult(out, state.best_iter, state.iteration, stopped, state.elapsed_s, state.best_valid or {}, {},
-                           main_process=False)
-    return _finish(config, objective, dataset, split, out, device, state, stopped, log)
+        return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s,
+                           stopper.best_valid or {}, {}, main_process=False)
+    return _finish(config, objective, dataset, split, out, device, state, stopper, stopped, log)
 
 
-def _loop(session: _Session, state: _LoopState, progress: bool) -> str:
-    config, model, objective, device, context = (session.config, session.model, session.objective,
-                                                 session.device, session.context)
-    tc = config.train
-    num_interests = objective.backbone.num_interests
-    loss_sum = torch.zeros((), device=device)
-    loss_steps = 0
-    selection_counts = torch.zeros(num_interests, dtype=torch.long, device=device)
-    ones = torch.ones(tc.batch_size, dtype=torch.long, device=device)
-    bar = tqdm(total=tc.max_iters, initial=state.iteration, disable=not (progress and context.is_main),
-               desc="train", unit="it", dynamic_ncols=True, mininterval=0.5)
+class _Meter:
+    """Running training loss and selection counts between two checks, kept on the device (no syncs)."""
+
+    def __init__(self, num_interests: int, batch_size: int, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps = 0
+        self.selection_counts = torch.zeros(num_interests, dtype=torch.long, device=device)  # [K]
+        self.ones = torch.ones(batch_size, dtype=torch.long, device=device)  # [B]
+
+    def add(self, output: ObjectiveOutput) -> None:
+        self.loss_sum += output.loss.detach()
+        self.steps += 1
+        # index_add_, not bincount: bincount's output size depends on the data, a host sync on GPU.
+        self.selection_counts.index_add_(0, output.selected_index, self.ones)
+
+    def mean_loss(self) -> float:
+        return (self.loss_sum / max(self.steps, 1)).item()
+
+    def selection_shares(self) -> list[float]:
+        counts = self.selection_counts.cpu().numpy()
+        return (counts / max(int(counts.sum()), 1)).round(6).tolist()
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.steps = 0
+        self.selection_counts.zero_()
+
+
+def fit(
+    session: Session,
+    state: LoopState,
+    stopper: EarlyStopping,
+    bar: ProgressBar,
+    callbacks: Sequence[CheckCallback],
+) -> str:
+    """Run training steps until ``max_iters``, early stopping, a non-finite loss or an interrupt.
+
+    Returns why it stopped: ``max_iters``, ``patience``, ``nan`` or ``interrupted``. ``state`` and
+    ``stopper`` are updated in place; callbacks are closed on the way out.
+    """
+    tc, device, context = session.config.train, session.device, session.context
+    meter = _Meter(session.objective.backbone.num_interests, tc.batch_size, device)
     started = time.perf_counter() - state.elapsed_s
-    last_valid = ""
     stopped = "max_iters"
-    model.train()
-    previous_sigterm = _stop_on_sigterm()
+    session.model.train()
     try:
-        while state.iteration < tc.max_iters:
-            state.iteration += 1
-            batch = session.sampler.sample()
-            output = model(batch.history, batch.mask, batch.target, session.selection_generator)
-            session.optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
-            session.optimizer.step()
-            loss_sum += output.loss.detach()
-            loss_steps += 1
-            # index_add_, not bincount: bincount's output size depends on the data, a host sync on GPU.
-            selection_counts.index_add_(0, output.selected_index, ones)
-            bar.update(1)
-            if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
-                recent = output.loss.item()
-                if not math.isfinite(recent):
-                    stopped = "nan"
-                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best checkpoint "
-                        f"(iteration {state.best_iter}) is kept. Lower --lr or check the data.")
-                    break
-                bar.set_postfix_str(f"loss={recent:.4f}{last_valid}", refresh=False)
-            if state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters:
-                state.elapsed_s = time.perf_counter() - started
-                all_reduce_sum(selection_counts, context)
-                stop = False
-                if context.is_main:
-                    stop, last_valid = _validate(session, state, (loss_sum / max(loss_steps, 1)).item(),
-                                                 selection_counts.cpu().numpy())
-                model.train()
-                loss_sum.zero_()
-                loss_steps = 0
-                selection_counts.zero_()
-                if broadcast_flag(stop, context, device):
-                    stopped = "patience"
-                    break
+        with _interrupts():
+            while state.iteration < tc.max_iters:
+                state.iteration += 1
+                output = _step(session)
+                meter.add(output)
+                bar.update()
+                is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
+                if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
+                    recent = output.loss.item()
+                    if not math.isfinite(recent):
+                        stopped = "nan"
+                        session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best "
+                                    f"checkpoint (iteration {stopper.best_iter}) is kept. Lower --lr or check "
+                                    "the data.")
+                        break
+                    bar.set_loss(recent)
+                if is_check:
+                    state.elapsed_s = time.perf_counter() - started
+                    all_reduce_sum(meter.selection_counts, context)
+                    reason = None
+                    if context.is_main:
+                        _check(session, state, stopper, meter, callbacks)
+                        reason = "patience" if stopper.should_stop else None
+                    session.model.train()
+                    meter.reset()
+                    reason = agree_on_stop(reason, context, device)
+                    if reason is not None:
+                        stopped = reason
+                        break
     except KeyboardInterrupt:
         stopped = "interrupted"
         session.log(f"interrupted at iteration {state.iteration}; finishing with the best checkpoint")
     finally:
-        bar.close()
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for callback in callbacks:
+            callback.close()
     state.elapsed_s = time.perf_counter() - started
     return stopped
 
 
-def _stop_on_sigterm():
-    """Make SIGTERM (schedulers, `kill`) stop training like Ctrl-C: the run is finished with its best
-    checkpoint instead of being lost. Returns the previous handler, or None off the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)
+def _step(session: Session) -> ObjectiveOutput:
+    """One optimisation step on one sampled batch."""
+    batch = session.sampler.sample()
+    output = session.model(batch.history, batch.mask, batch.target, session.selection_generator)
+    session.optimizer.zero_grad(set_to_none=True)
+    output.loss.backward()
+    session.optimizer.step()
+    return output
 
 
-def _validate(session: _Session, state: _LoopState, mean_loss: float, selection_counts: np.ndarray) -> tuple[bool, str]:
-    """One validation check: log it, keep the best weights, save the resume state; True = stop."""
+def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
+           callbacks: Sequence[CheckCallback]) -> None:
+    """One validation check on rank 0: validate, keep the best weights, save the resume state, report."""
     config, objective, out = session.config, session.objective, session.out
-    metrics = evaluate_model(objective.backbone, session.dataset, session.valid_view, config, protocol="standard",
-                             device=session.device)
-    total = max(int(selection_counts.sum()), 1)
-    record = {
+    metrics = session.validate(objective.backbone)
+    mean_loss = meter.mean_loss()
+    shares = meter.selection_shares()
+    improved = stopper.update(state.iteration, metrics)
+    if improved:
+        ckpt.save_weights(out, objective, _weights_metadata(config))
+    resume_state.save(out, resume_state.ResumeState(
+        iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
+        objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
+        ranks=[resume_state.RankState.capture(session.sampler, session.selection_generator)],
+    ))
+    ckpt.append_jsonl(out / ckpt.METRICS_FILE, {
         "iter": state.iteration,
         "time_s": round(state.elapsed_s, 3),
         "loss": mean_loss,
         "valid": metrics,
-        "selection_shares": (selection_counts / total).round(6).tolist(),
-    }
-    ckpt.append_jsonl(out / ckpt.METRICS_FILE, record)
-    score = metrics[SELECTION_METRIC]
-    improved = score > state.best_metric
-    if improved:
-        state.best_metric, state.best_iter, state.best_valid, state.bad_checks = score, state.iteration, metrics, 0
-        ckpt.save_weights(out, objective, _weights_metadata(config))
-    else:
-        state.bad_checks += 1
-    _save_resume(out, objective, session.optimizer, session.sampler, session.selection_generator, state)
-    session.log(
-        f"iter {state.iteration}: loss {mean_loss:.4f}, valid recall@10 {metrics['recall@10']:.4f} "
-        f"recall@20 {metrics.get('recall@20', float('nan')):.4f}"
-        f"{' (best)' if improved else f' (best {state.best_metric:.4f} at {state.best_iter})'}"
-    )
-    summary = f", val@10={score:.4f}"
-    return state.bad_checks >= config.train.patience, summary
+        "selection_shares": shares,
+    })
+    check = Check(iteration=state.iteration, elapsed_s=state.elapsed_s, loss=mean_loss, valid=metrics,
+                  selection_shares=shares, metric=stopper.metric, improved=improved,
+                  best_metric=stopper.best_metric, best_iter=stopper.best_iter)
+    for callback in callbacks:
+        callback.on_check(check)
 
 
-def evaluate_model(
-    backbone: torch.nn.Module,
-    dataset: SequenceDataset,
-    view: EvalView,
-    config: RunConfig,
-    *,
-    protocol: str,
-    device: torch.device,
-    cutoffs: tuple[int, ...] | None = None,
-    progress: bool = False,
-):
-    """Metrics of ``backbone`` on ``view`` (eval mode, no gradients); returns the metrics dict."""
-    return evaluate_model_result(backbone, dataset, view, config, protocol=protocol, device=device,
-                                 cutoffs=cutoffs, progress=progress).metrics()
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """Make SIGTERM (schedulers, `kill`) stop training like Ctrl-C: the run is finished with its best
+    checkpoint instead of being lost. Off the main thread signals cannot be handled: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
 
-def evaluate_model_result(backbone, dataset, view, config, *, protocol, device, cutoffs=None, progress=False):
-    """Like ``evaluate_model`` but returns the full EvalResult (per-user ranks, retrieving interests)."""
-    was_training = backbone.training
-    backbone.eval()
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with torch.inference_mode():
-            item_embeddings = backbone.item_embeddings().detach()
-        return evaluate(
-            backbone, item_embeddings, dataset, view,
-            seq_len=config.model.seq_len, protocol=protocol,
-            cutoffs=cutoffs or config.eval.cutoffs,
-            user_batch_size=config.eval.user_batch_size, item_chunk_size=config.eval.item_chunk_size,
-            device=device, progress=progress,
-        )
+        yield
     finally:
-        backbone.train(was_training)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _weights_metadata(config: RunConfig) -> dict[str, str]:
     return {"format": ckpt.RUN_FORMAT, "model": config.model.model, "selection": config.train.selection}
 
 
-def _save_resume(out, objective, optimizer, sampler, selection_generator, state: _LoopState) -> None:
-    payload = {
-        "iteration": state.iteration,
-        "objective": objective.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "sampler": sampler.state_dict(),
-        "selection_generator": selection_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "best_metric": state.best_metric,
-        "best_iter": state.best_iter,
-        "best_valid": state.best_valid,
-        "bad_checks": state.bad_checks,
-        "elapsed_s": state.elapsed_s,
-    }
-    tmp = out / (ckpt.RESUME_FILE + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out / ckpt.RESUME_FILE)
-
-
-def _restore(out, config, dataset_info, objective, optimizer, sampler, selection_generator) -> _LoopState:
-    saved_config, record = ckpt.read_config(out)
-    if record["dataset"]["checksum"] != dataset_info["checksum"]:
-        raise RunDirError(f"cannot resume {out}: it was trained on another dataset "
-                          f"(checksum {record['dataset']['checksum'][:12]} vs {dataset_info['checksum'][:12]})")
-    ignore = {"max_iters", "patience", "progress", "device"}  # may change on resume
-    old = {k: v for k, v in ckpt.to_dict(saved_config.train).items() if k not in ignore}
-    new = {k: v for k, v in ckpt.to_dict(config.train).items() if k not in ignore}
-    if saved_config.model != config.model or old != new:
-        raise RunDirError(f"cannot resume {out}: the model or training options differ from the saved run "
-                          "(only max_iters, patience, progress and device may change)")
-    payload = torch.load(out / ckpt.RESUME_FILE, map_location="cpu", weights_only=False)
-    objective.load_state_dict(payload["objective"])
-    optimizer.load_state_dict(payload["optimizer"])
-    sampler.load_state_dict(payload["sampler"])
-    selection_generator.set_state(payload["selection_generator"])
-    torch.set_rng_state(payload["torch_rng"])
-    return _LoopState(
-        iteration=payload["iteration"], best_metric=payload["best_metric"], best_iter=payload["best_iter"],
-        best_valid=payload["best_valid"], bad_checks=payload["bad_checks"], elapsed_s=payload["elapsed_s"],
-    )
-
-
-def _finish(config, objective, dataset, split, out, device, state: _LoopState, stopped: str, log) -> TrainResult:
+def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, split: LeaveOneOut, out: Path,
+            device: torch.device, state: LoopState, stopper: EarlyStopping, stopped: str, log: Log) -> TrainResult:
+    """Test the best checkpoint and write ``summary.json`` and ``diagnostics.json``."""
     if not (out / ckpt.WEIGHTS_FILE).is_file():
         raise TrainingError(
             f"training stopped ({stopped}) at iteration {state.iteration} before the first validation check, "
@@ -411,8 +379,8 @@ def _finish(config, objective, dataset, split, out, device, state: _LoopState, s
     test = test_result.metrics()
     summary = {
         "test": test,
-        "best_iter": state.best_iter,
-        "best_valid": state.best_valid,
+        "best_iter": stopper.best_iter,
+        "best_valid": stopper.best_valid,
         "iters": state.iteration,
         "train_time_s": round(state.elapsed_s, 3),
         "stopped": stopped,
@@ -420,11 +388,13 @@ def _finish(config, objective, dataset, split, out, device, state: _LoopState, s
     ckpt.write_json(out / ckpt.SUMMARY_FILE, summary)
     _write_diagnostics(config, objective, dataset, split, out, device, test_result)
     log(f"done ({stopped}) after {state.iteration} iterations in {state.elapsed_s:.1f} s; best iteration "
-        f"{state.best_iter}; test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float)))
-    return TrainResult(out, state.best_iter, state.iteration, stopped, state.elapsed_s, state.best_valid or {}, test)
+        f"{stopper.best_iter}; test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float)))
+    return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s, stopper.best_valid or {},
+                       test)
 
 
-def _write_diagnostics(config, objective, dataset, split, out, device, test_result) -> None:
+def _write_diagnostics(config: RunConfig, objective: Objective, dataset: SequenceDataset, split: LeaveOneOut,
+                       out: Path, device: torch.device, test_result: Any) -> None:
     """Interest-balance diagnostics of the final model, written to ``diagnostics.json``."""
     from bamrec.evaluation.diagnostics_run import run_diagnostics
 

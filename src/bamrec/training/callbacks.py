@@ -1,0 +1,96 @@
+"""Per-check callbacks: what the training loop tells the outside world after each validation check.
+
+A callback is any object with ``on_check(check: Check) -> None`` and ``close() -> None``
+(:class:`CheckCallback`). The trainer calls every callback of its list, on rank 0 only, after the check
+is complete: early stopping updated, best weights and resume state saved, ``metrics.jsonl`` appended.
+So a callback sees exactly what the run directory now says, and a failing callback cannot lose a
+checkpoint. ``close`` is called once when the loop ends (however it ends).
+
+Built in: :class:`LogCheck` (the ``iter N: loss ..., valid ...`` line of ``train.log``) and the
+progress bar (:class:`ProgressBar`). Extra callbacks (a TensorBoard writer, say) are passed to
+``train(..., callbacks=[...])`` or added where the trainer builds its list (``_callbacks``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class Check:
+    """One validation check, as the callbacks see it."""
+
+    iteration: int
+    elapsed_s: float  # training time so far (validation included)
+    loss: float  # mean training loss since the previous check
+    valid: dict[str, Any]  # the validation metrics ("recall@10": .., "users": .., "protocol": ..)
+    selection_shares: list[float]  # share of training examples that selected each interest
+    metric: str  # the early-stopping metric
+    improved: bool  # this check is the new best
+    best_metric: float
+    best_iter: int
+
+
+class CheckCallback(Protocol):
+    def on_check(self, check: Check) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Log:
+    """Writes to ``train.log`` and, above the progress bar, to stderr."""
+
+    def __init__(self, file: Path | None, echo: bool) -> None:
+        self.file = file
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        if self.file is not None:
+            with self.file.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        if self.echo:
+            tqdm.write(line, file=sys.stderr)
+
+
+class LogCheck:
+    """The one log line per check."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def on_check(self, check: Check) -> None:
+        metrics = check.valid
+        best = " (best)" if check.improved else f" (best {check.best_metric:.4f} at {check.best_iter})"
+        self.log(f"iter {check.iteration}: loss {check.loss:.4f}, valid recall@10 {metrics['recall@10']:.4f} "
+                 f"recall@20 {metrics.get('recall@20', float('nan')):.4f}{best}")
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressBar:
+    """The tqdm bar of the loop: iterations, the recent loss and the last check's metric."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="it",
+                        dynamic_ncols=True, mininterval=0.5)
+        self.last_valid = ""
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def set_loss(self, loss: float) -> None:
+        self.bar.set_postfix_str(f"loss={loss:.4f}{self.last_valid}", refresh=False)
+
+    def on_check(self, check: Check) -> None:
+        self.last_valid = f", val@10={check.valid[check.metric]:.4f}"
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,124 @@
+"""The resume state (``last.ckpt``): everything ``--resume`` needs to continue a run exactly.
+
+It is typed and split by owner:
+
+* :class:`RankState` is what one *process* owns: its random streams (the sampler's generator, the
+  selection generator, torch's global CPU generator) and the device type they were drawn on.
+  Generator states are device-specific (a CUDA generator state is not a CPU one), so the device is
+  recorded with them.
+* :class:`ResumeState` is the shared part (iteration, elapsed time, early-stopping state, weights and
+  optimiser of the objective) plus ``ranks``: one :class:`RankState` per process, indexed by rank.
+
+Rank 0 writes the file at every validation check (atomically: a crash never leaves half a file).
+Today ``ranks`` holds rank 0's streams only and every process restores ``ranks[min(rank, len - 1)]``;
+gathering every rank's :class:`RankState` before :func:`save` (a collective at the check) is the place
+to make DDP resumes draw per-rank streams again.
+
+:func:`check_resumable` refuses a resume whose dataset, model or training options differ from the
+saved run (only :data:`MAY_CHANGE_ON_RESUME` may change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bamrec.config import RunConfig, to_dict
+from bamrec.data.sampling import TrainSampler
+from bamrec.errors import RunDirError
+from bamrec.training import checkpoint as ckpt
+
+RESUME_FORMAT = "bamrec-resume/2"
+MAY_CHANGE_ON_RESUME = frozenset({"max_iters", "patience", "progress", "device"})
+
+
+@dataclass
+class RankState:
+    """The random streams of one process."""
+
+    sampler: dict[str, Any]  # TrainSampler.state_dict()
+    selection_generator: torch.Tensor  # torch.Generator.get_state() of the selection/negatives stream
+    torch_rng: torch.Tensor  # torch.get_rng_state() (CPU global generator)
+    device_type: str  # "cpu" or "cuda": the device the two generators live on
+
+    @classmethod
+    def capture(cls, sampler: TrainSampler, selection_generator: torch.Generator) -> RankState:
+        return cls(sampler=sampler.state_dict(), selection_generator=selection_generator.get_state(),
+                   torch_rng=torch.get_rng_state(), device_type=selection_generator.device.type)
+
+    def apply(self, sampler: TrainSampler, selection_generator: torch.Generator) -> None:
+        sampler.load_state_dict(self.sampler)
+        selection_generator.set_state(self.selection_generator)
+        torch.set_rng_state(self.torch_rng)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"sampler": self.sampler, "selection_generator": self.selection_generator,
+                "torch_rng": self.torch_rng, "device_type": self.device_type}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> RankState:
+        return cls(sampler=payload["sampler"], selection_generator=payload["selection_generator"],
+                   torch_rng=payload["torch_rng"], device_type=payload.get("device_type", "cpu"))
+
+
+@dataclass
+class ResumeState:
+    """What ``last.ckpt`` holds."""
+
+    iteration: int
+    elapsed_s: float
+    early_stopping: dict[str, Any]  # EarlyStopping.state_dict()
+    objective: dict[str, Any]  # Objective.state_dict() (backbone + selector)
+    optimizer: dict[str, Any]
+    ranks: list[RankState] = field(default_factory=list)
+
+    def rank_state(self, rank: int) -> RankState:
+        """The streams process ``rank`` continues with (see the module docstring)."""
+        return self.ranks[min(rank, len(self.ranks) - 1)]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"format": RESUME_FORMAT, "iteration": self.iteration, "elapsed_s": self.elapsed_s,
+                "early_stopping": self.early_stopping, "objective": self.objective, "optimizer": self.optimizer,
+                "ranks": [r.to_payload() for r in self.ranks]}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ResumeState:
+        if payload.get("format") != RESUME_FORMAT:  # the flat layout written before the split (no "format")
+            return cls(
+                iteration=payload["iteration"], elapsed_s=payload["elapsed_s"],
+                early_stopping={k: payload[k] for k in ("best_metric", "best_iter", "best_valid", "bad_checks")},
+                objective=payload["objective"], optimizer=payload["optimizer"],
+                ranks=[RankState.from_payload(payload)],
+            )
+        return cls(iteration=payload["iteration"], elapsed_s=payload["elapsed_s"],
+                   early_stopping=payload["early_stopping"], objective=payload["objective"],
+                   optimizer=payload["optimizer"], ranks=[RankState.from_payload(r) for r in payload["ranks"]])
+
+
+def save(out: Path, state: ResumeState) -> None:
+    """Write ``out/last.ckpt`` atomically."""
+    tmp = out / (ckpt.RESUME_FILE + ".tmp")
+    torch.save(state.to_payload(), tmp)
+    tmp.replace(out / ckpt.RESUME_FILE)
+
+
+def load(out: Path) -> ResumeState:
+    """Read ``out/last.ckpt`` (tensors on the CPU)."""
+    payload = torch.load(out / ckpt.RESUME_FILE, map_location="cpu", weights_only=False)
+    return ResumeState.from_payload(payload)
+
+
+def check_resumable(out: Path, config: RunConfig, dataset_info: dict[str, Any]) -> None:
+    """Refuse to resume ``out`` with another dataset, model or training options."""
+    saved_config, record = ckpt.read_config(out)
+    if record["dataset"]["checksum"] != dataset_info["checksum"]:
+        raise RunDirError(f"cannot resume {out}: it was trained on another dataset "
+                          f"(checksum {record['dataset']['checksum'][:12]} vs {dataset_info['checksum'][:12]})")
+    old = {k: v for k, v in to_dict(saved_config.train).items() if k not in MAY_CHANGE_ON_RESUME}
+    new = {k: v for k, v in to_dict(config.train).items() if k not in MAY_CHANGE_ON_RESUME}
+    if saved_config.model != config.model or old != new:
+        raise RunDirError(f"cannot resume {out}: the model or training options differ from the saved run "
+                          f"(only {', '.join(sorted(MAY_CHANGE_ON_RESUME))} may change)")

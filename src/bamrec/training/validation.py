@@ -1,0 +1,87 @@
+"""The validation step of the training loop, chosen by ``TrainConfig.valid_protocol``.
+
+A validation step is any callable ``validate(backbone) -> metrics`` (:class:`Validation`), built once
+per run by :func:`build_validation` from the registry :data:`VALIDATIONS` (name -> factory). The loop
+calls it at every check on rank 0, in eval mode restored afterwards, and hands the metrics to early
+stopping and to the per-check callbacks (:mod:`bamrec.training.callbacks`).
+
+Every step must compute the metric early stopping follows: :func:`validation_cutoffs` is the set of
+cutoffs to evaluate.
+
+Adding a protocol: write a factory ``(ValidationContext) -> Validation``, register it in
+:data:`VALIDATIONS` and add its name to ``config.CHOICES["valid_protocol"]`` (a test checks that the two
+agree). A step that draws users at random must take its generator from ``context.seed`` so that a seed
+fixes the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from bamrec.config import RunConfig
+from bamrec.data.sequences import SequenceDataset
+from bamrec.data.split import EvalView, LeaveOneOut
+from bamrec.evaluation.model_eval import evaluate_model
+
+
+class Validation(Protocol):
+    """One validation check: the metrics of ``backbone`` (a dict like ``evaluate_model`` returns)."""
+
+    def __call__(self, backbone: torch.nn.Module) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What a validation factory may use."""
+
+    config: RunConfig
+    dataset: SequenceDataset
+    split: LeaveOneOut
+    device: torch.device
+    cutoffs: tuple[int, ...]  # validation_cutoffs(config)
+    seed: int  # for protocols that draw users
+
+
+def validation_cutoffs(config: RunConfig) -> tuple[int, ...]:
+    """The evaluation cutoffs of ``config`` (the early-stopping metric's cutoff is among them)."""
+    return tuple(config.eval.cutoffs)
+
+
+def validation_view(split: LeaveOneOut, num_users: int, seed: int) -> EvalView:
+    """The fixed validation set: all users, or a seeded subset of ``num_users`` of them."""
+    view = split.view("valid")
+    if num_users <= 0 or num_users >= len(view):
+        return view
+    rng = np.random.default_rng(seed)
+    return view.subset(np.sort(rng.choice(len(view), size=num_users, replace=False)))
+
+
+class FixedValidation:
+    """The standard step: one fixed set of validation users (all, or ``valid_users`` of them drawn once),
+    full-catalogue ranking under the standard protocol."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        self.context = context
+        self.view = validation_view(context.split, context.config.train.valid_users, context.seed)
+
+    def __call__(self, backbone: torch.nn.Module) -> dict[str, Any]:
+        c = self.context
+        return evaluate_model(backbone, c.dataset, self.view, c.config, protocol="standard", device=c.device,
+                              cutoffs=c.cutoffs)
+
+
+VALIDATIONS: dict[str, Callable[[ValidationContext], Validation]] = {
+    "standard": FixedValidation,
+}
+
+
+def build_validation(config: RunConfig, dataset: SequenceDataset, split: LeaveOneOut,
+                     device: torch.device) -> Validation:
+    """The validation step ``config.train.valid_protocol`` names."""
+    context = ValidationContext(config=config, dataset=dataset, split=split, device=device,
+                                cutoffs=validation_cutoffs(config), seed=config.train.seed)
+    return VALIDATIONS[config.train.valid_protocol](context)
