@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,7 @@ LOSSES = ("sampled", "full")
 NEGATIVE_MODES = ("shared", "per-example")
 BAM_L_GRADS = ("straight-through", "none")
 PROTOCOLS = ("standard", "reference")
+METRIC_KINDS = ("recall", "ndcg", "mrr")  # ranking metrics, named <kind>@<cutoff> (evaluation.metrics)
 VALID_PROTOCOLS = ("standard",)  # validation steps of training (bamrec.training.validation.VALIDATIONS)
 
 
@@ -55,6 +57,7 @@ class TrainConfig:
     max_iters: int = 1_000_000  # hard cap on training steps
     eval_every: int = 1000  # steps between validation checks
     patience: int = 15  # validation checks without improvement before stopping
+    select_metric: str = "recall@10"  # validation metric of early stopping / the best checkpoint (its cutoff is always evaluated)
     valid_users: int = 0  # fixed validation users: 0 = all, else a seeded subset of this size
     valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
@@ -101,6 +104,18 @@ def check_choice(name: str, value: str) -> str:
     return value
 
 
+_METRIC_NAME = re.compile(r"(?P<kind>[a-z]+)@(?P<cutoff>[0-9]+)")
+
+
+def check_metric_name(name: str, option: str = "metric") -> tuple[str, int]:
+    """``"ndcg@20"`` -> ``("ndcg", 20)``; anything else is a ConfigError naming ``option`` and the form."""
+    match = _METRIC_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match is None or match["kind"] not in METRIC_KINDS or int(match["cutoff"]) <= 0:
+        raise ConfigError(f"invalid {option} {name!r}: use {', '.join(k + '@K' for k in METRIC_KINDS)} "
+                          "with K a positive integer, e.g. ndcg@20")
+    return match["kind"], int(match["cutoff"])
+
+
 def _validate_section(obj: Any) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
@@ -118,6 +133,8 @@ def _validate_section(obj: Any) -> None:
     for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users"):
         if hasattr(obj, name) and getattr(obj, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(obj, name)}")
+    if hasattr(obj, "select_metric"):
+        check_metric_name(obj.select_metric, "select_metric")
     if hasattr(obj, "cutoffs"):
         if not obj.cutoffs or any(int(k) <= 0 for k in obj.cutoffs):
             raise ConfigError(f"cutoffs must be positive integers, got {obj.cutoffs}")

@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from bamrec.config import METRIC_KINDS
 from bamrec.errors import ConfigError
 
-METRICS = ("recall", "ndcg", "mrr")
+METRICS = METRIC_KINDS
 DEFAULT_CUTOFFS = (10, 20, 50)
 
 

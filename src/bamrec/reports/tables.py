@@ -19,7 +19,7 @@ from bamrec.evaluation.diagnostics import selection_over_training
 from bamrec.training.checkpoint import CONFIG_FILE, DIAGNOSTICS_FILE, METRICS_FILE, SUMMARY_FILE
 
 _RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)
-SELECTION_METRIC = "recall@10"  # the trainer keeps the best checkpoint by this validation metric
+SELECTION_METRIC = "recall@10"  # the default select_metric: the trainer keeps the best checkpoint by it
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,11 @@ class RunRecord:
         """Best validation iteration: summary.json's, else the best so far in metrics.jsonl."""
         if self.summary and self.summary.get("best_iter") is not None:
             return int(self.summary["best_iter"])
-        scored = [r for r in self.metrics if isinstance((r.get("valid") or {}).get(SELECTION_METRIC), (int, float))]
+        metric = self.option("train", "select_metric", SELECTION_METRIC)
+        scored = [r for r in self.metrics if isinstance((r.get("valid") or {}).get(metric), (int, float))]
         if not scored:
             return None
-        return int(max(scored, key=lambda r: r["valid"][SELECTION_METRIC])["iter"])
+        return int(max(scored, key=lambda r: r["valid"][metric])["iter"])
 
     def train_time_s(self) -> float | None:
         """Training time: summary.json's, else the time of the last validation check."""
@@ -166,7 +167,8 @@ def report_markdown(records: Sequence[RunRecord], cutoff: int = 20, plots: Seque
         "- sel. entropy: entropy of the training-time interest-selection shares divided by log K "
         "(1 = all interests selected equally, 0 = one interest only); dead: interests selected for "
         "under 1% of training targets.",
-        f"- best iter: validation check with the best {SELECTION_METRIC}; train time: wall clock of training.",
+        "- best iter: validation check with the best early-stopping metric (each run's select_metric, "
+        f"default {SELECTION_METRIC}); train time: wall clock of training.",
     ]
     if len(protocols) > 1:
         notes.append(f"- **Warning:** the runs were tested with different protocols ({', '.join(protocols)}); "

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -66,31 +66,46 @@ class LogCheck:
         self.log = log
 
     def on_check(self, check: Check) -> None:
-        metrics = check.valid
         best = " (best)" if check.improved else f" (best {check.best_metric:.4f} at {check.best_iter})"
-        self.log(f"iter {check.iteration}: loss {check.loss:.4f}, valid recall@10 {metrics['recall@10']:.4f} "
-                 f"recall@20 {metrics.get('recall@20', float('nan')):.4f}{best}")
+        self.log(f"iter {check.iteration}: loss {check.loss:.4f}, valid {format_check_metrics(check)}{best}")
 
     def close(self) -> None:
         pass
 
 
+def format_check_metrics(check: Check) -> str:
+    """``ndcg@20 0.1234 recall@20 0.2345 recall@50 0.3456``: the early-stopping metric, then recall at every
+    computed cutoff (only metrics the check computed)."""
+    names = [check.metric] + sorted((k for k in check.valid if k.startswith("recall@") and k != check.metric),
+                                    key=lambda k: int(k.split("@")[1]))
+    return " ".join(f"{name} {float(check.valid[name]):.4f}" for name in names)
+
+
 class ProgressBar:
     """The tqdm bar of the loop: iterations, the recent loss and the last check's metric."""
 
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+    def __init__(self, total: int, initial: int, enabled: bool, file: TextIO | None = None) -> None:
         self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="it",
-                        dynamic_ncols=True, mininterval=0.5)
+                        dynamic_ncols=True, mininterval=0.5, file=file)
+        self.last_loss = ""
         self.last_valid = ""
 
     def update(self) -> None:
         self.bar.update(1)
 
     def set_loss(self, loss: float) -> None:
-        self.bar.set_postfix_str(f"loss={loss:.4f}{self.last_valid}", refresh=False)
+        self.last_loss = f"loss={loss:.4f}"
+        self._show(refresh=False)  # the bar redraws on its next update; no extra terminal writes per step
 
     def on_check(self, check: Check) -> None:
-        self.last_valid = f", val@10={check.valid[check.metric]:.4f}"
+        # Shown now, not at the next loss read-out: else the bar shows the previous check's value
+        # until then (and for good when the run ends at a check).
+        self.last_valid = f"val {check.metric}={float(check.valid[check.metric]):.4f}"
+        self._show(refresh=True)
+
+    def _show(self, refresh: bool) -> None:
+        self.bar.set_postfix_str(", ".join(part for part in (self.last_loss, self.last_valid) if part),
+                                 refresh=refresh)
 
     def close(self) -> None:
         self.bar.close()

@@ -1,7 +1,7 @@
 """Training: set up a run (``train``), then a small iteration-based fit loop (``fit``).
 
 Defaults follow the original BaM code (``bam-method.md`` section 6): batch 128, Adam 1e-3, validate every
-1,000 iterations on a fixed validation set, keep the best model by validation recall@10, stop after
+1,000 iterations on a fixed validation set, keep the best model by validation recall@10 (``select_metric``), stop after
 ``patience`` (15) checks without improvement. The inner loop does no host-device synchronisation
 except at logging points (every ``LOG_EVERY`` steps) and validation checks.
 
@@ -60,7 +60,6 @@ __all__ = ["TrainResult", "TrainingError", "evaluate_model", "evaluate_model_res
            "train", "validation_view"]
 
 LOG_EVERY = 50  # steps between loss read-outs (the only host syncs of the inner loop)
-SELECTION_METRIC = "recall@10"
 
 
 class TrainingError(BamrecError):
@@ -178,7 +177,7 @@ def _train(
     selection_generator = torch.Generator(device=device)
     selection_generator.manual_seed(tc.seed + 1 + 7919 * context.rank)
     state = LoopState()
-    stopper = EarlyStopping(SELECTION_METRIC, tc.patience)
+    stopper = EarlyStopping(tc.select_metric, tc.patience)
 
     if resume and (out / ckpt.RESUME_FILE).is_file():
         resume_state.check_resumable(out, config, dataset_info)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from bamrec.config import RunConfig
+from bamrec.config import RunConfig, check_metric_name
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, LeaveOneOut
 from bamrec.evaluation.model_eval import evaluate_model
@@ -47,8 +47,11 @@ class ValidationContext:
 
 
 def validation_cutoffs(config: RunConfig) -> tuple[int, ...]:
-    """The evaluation cutoffs of ``config`` (the early-stopping metric's cutoff is among them)."""
-    return tuple(config.eval.cutoffs)
+    """The evaluation cutoffs of ``config`` plus the early-stopping metric's cutoff when it is missing
+    (``--cutoffs 20,50`` still selects by the default recall@10)."""
+    _, cutoff = check_metric_name(config.train.select_metric, "select_metric")
+    cutoffs = tuple(config.eval.cutoffs)
+    return cutoffs if cutoff in cutoffs else tuple(sorted((*cutoffs, cutoff)))
 
 
 def validation_view(split: LeaveOneOut, num_users: int, seed: int) -> EvalView:

@@ -1,0 +1,50 @@
+"""What training prints: only metrics that were computed, and the progress bar up to date at each check."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import bamrec
+from bamrec.training import checkpoint as ckpt
+from bamrec.training.callbacks import Check, ProgressBar
+
+from .test_trainer import config, data_dir  # noqa: F401  (fixture)
+
+
+def check_lines(run_dir):
+    return [line for line in (run_dir / ckpt.LOG_FILE).read_text().splitlines() if re.search(r"\] iter \d+:", line)]
+
+
+def test_log_prints_only_computed_metrics(data_dir, tmp_path):  # noqa: F811
+    run = bamrec.train(config(data_dir, cutoffs=(10,)), tmp_path / "a", verbose=False).run_dir
+    lines = check_lines(run)
+    assert len(lines) == 2
+    assert all("recall@10" in line and "recall@20" not in line and "nan" not in line for line in lines)
+
+
+def test_log_names_the_select_metric(data_dir, tmp_path):  # noqa: F811
+    run = bamrec.train(config(data_dir, cutoffs=(20, 50), select_metric="ndcg@20"), tmp_path / "b",
+                       verbose=False).run_dir
+    lines = check_lines(run)
+    assert len(lines) == 2
+    assert all("ndcg@20" in line and "recall@20" in line and "recall@50" in line for line in lines)
+    assert all("recall@10" not in line and "nan" not in line for line in lines)
+
+
+def _check(iteration: int, value: float) -> Check:
+    return Check(iteration=iteration, elapsed_s=1.0, loss=2.0, valid={"ndcg@20": value}, selection_shares=[1.0],
+                 metric="ndcg@20", improved=True, best_metric=value, best_iter=iteration)
+
+
+def test_progress_bar_shows_the_check_it_just_made():
+    out = io.StringIO()
+    bar = ProgressBar(total=40, initial=0, enabled=True, file=out)
+    for _ in range(20):
+        bar.update()
+    bar.set_loss(2.5)
+    bar.on_check(_check(20, 0.125))
+    assert "ndcg@20=0.1250" in bar.bar.postfix and "loss=2.5000" in bar.bar.postfix
+    bar.on_check(_check(40, 0.25))
+    bar.close()
+    assert "ndcg@20=0.2500" in out.getvalue().splitlines()[-1] or "ndcg@20=0.2500" in out.getvalue()[-200:]
