@@ -59,9 +59,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.data is not None:
         flat["data"] = args.data
     config = run_config_from_flat(flat)
+    if args.tensorboard:
+        from bamrec.cli.experiment import _check_tensorboard
+
+        _check_tensorboard()
     result = train(config, args.out, overwrite=args.overwrite, resume=args.resume)
     if not result.main_process:
         return 0
+    if args.tensorboard:
+        from bamrec.reports.tensorboard import export_metrics
+
+        print(f"training curves for TensorBoard in {export_metrics(result.run_dir, args.tensorboard)}")
     print(f"run written to {result.run_dir} (stopped: {result.stopped}, best iteration {result.best_iter})")
     _print_metrics(result.test, title="test")
     return 0
@@ -128,6 +136,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML or YAML file with options (flags override it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write the training curves to DIR for TensorBoard "
+                   "(the tensorboard extra); metrics.jsonl stays the source of truth")
     _add_config_flags(p)
     p.set_defaults(handler=_train)
 

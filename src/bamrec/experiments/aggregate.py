@@ -1,0 +1,320 @@
+"""Aggregate finished cells: per configuration over seeds, and paired against the baselines.
+
+Everything here is computed from the cell summaries (``cells/*.json``) and the per-user test ranks
+beside them (``cells/*.ranks.npz``), so ``results.json``, ``results.md`` and the plots can be
+regenerated from a clean clone with ``bamrec experiment FILE --report-only``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bamrec.config import run_config_from_flat, to_dict
+from bamrec.experiments.cell import PROTOCOLS, cell_file, ranks_file
+from bamrec.experiments.spec import Cell, Experiment
+from bamrec.experiments.stats import paired_bootstrap, paired_over_seeds, summarize
+
+BOOTSTRAP_RESAMPLES = 2000
+DIAGNOSTIC_KEYS = ("selection_normalized_entropy", "selection_dead_interests", "retrieval_normalized_entropy",
+                   "planted_minor_recall")
+
+
+def effective_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Every option's value as the run sees it (defaults filled in), flat, without the seed."""
+    config = to_dict(run_config_from_flat(options))
+    flat: dict[str, Any] = {"data": config["data"]}
+    for section in ("model", "train", "eval"):
+        flat.update(config[section])
+    for key in ("seed", "device", "progress"):
+        flat.pop(key, None)
+    return flat
+
+
+def _matches(options: dict[str, Any], spec: dict[str, Any]) -> bool:
+    wanted = effective_options({**{k: v for k, v in options.items() if k != "seed"}})
+    probe = effective_options(dict(spec))
+    return all(wanted.get(k) == probe.get(k) for k in spec)
+
+
+def find_baseline(config: dict[str, Any], others: Sequence[dict[str, Any]], spec: dict[str, Any]) -> int | None:
+    """Index in ``others`` of ``config``'s baseline under ``spec``: a configuration matching ``spec``
+    on the same data that differs from ``config`` in the fewest options; None when ``config`` is
+    itself a baseline or has none."""
+    if _matches(config, spec):
+        return None
+    mine = effective_options(config)
+    best, best_diff = None, math.inf
+    for i, other in enumerate(others):
+        if not _matches(other, spec):
+            continue
+        theirs = effective_options(other)
+        if theirs["data"] != mine["data"]:
+            continue
+        diff = sum(mine.get(k) != theirs.get(k) for k in set(mine) | set(theirs))
+        if diff < best_diff:
+            best, best_diff = i, diff
+    return best
+
+
+def load_cells(experiment: Experiment, cells_dir: Path) -> list[tuple[Cell, dict[str, Any]]]:
+    """The finished cells of ``experiment`` in its order, with their summaries."""
+    out = []
+    for cell in experiment.cells:
+        file = cell_file(cells_dir, cell.id)
+        if file.is_file():
+            record = json.loads(file.read_text(encoding="utf-8"))
+            if record.get("options") == cell.options:
+                out.append((cell, record))
+    return out
+
+
+def _per_user(cells_dir: Path, record: dict[str, Any], protocol: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    from bamrec.evaluation.metrics import metric_values
+
+    file = cells_dir / record.get("ranks_file", ranks_file(cells_dir, record["cell"]).name)
+    if not file.is_file():
+        return None
+    with np.load(file) as data:
+        return data["users"], metric_values(data[protocol], metric)
+
+
+def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
+    """The results document (what ``results.json`` holds)."""
+    finished = load_cells(experiment, cells_dir)
+    groups: dict[str, dict[str, Any]] = {}
+    for cell in experiment.cells:  # file order, so tables follow the experiment file
+        group = groups.setdefault(cell.config_key, {
+            "key": cell.config_key, "label": cell.config_label, "dataset": cell.dataset, "method": cell.method,
+            "options": {k: v for k, v in cell.options.items() if k != "seed"}, "planned_seeds": [], "cells": [],
+        })
+        group["planned_seeds"].append(cell.seed)
+    for cell, record in finished:
+        groups[cell.config_key]["cells"].append(record)
+    configurations = []
+    for group in groups.values():
+        records = sorted(group.pop("cells"), key=lambda r: r["seed"])
+        group["seeds"] = [r["seed"] for r in records]
+        group["cell_ids"] = [r["cell"] for r in records]
+        group["metrics"] = {p: {m: summarize([r["test"][p][m] for r in records]).as_dict()
+                                for m in experiment.metrics} for p in PROTOCOLS}
+        group["per_seed"] = {p: {m: [r["test"][p][m] for r in records] for m in experiment.metrics}
+                             for p in PROTOCOLS}
+        group["best_iter"] = summarize([r["best_iter"] for r in records]).as_dict()
+        group["iters"] = summarize([r["iters"] for r in records]).as_dict()
+        group["train_time_s"] = summarize([r["train_time_s"] for r in records]).as_dict()
+        group["diagnostics"] = {k: summarize([r["diagnostics"][k] for r in records
+                                              if isinstance(r["diagnostics"].get(k), (int, float))]).as_dict()
+                                for k in DIAGNOSTIC_KEYS}
+        group["_records"] = records
+        configurations.append(group)
+    comparisons = _comparisons(experiment, configurations, cells_dir)
+    records = [r for _, r in finished]
+    result = {
+        "experiment": experiment.name,
+        "file": str(experiment.path) if experiment.path else None,
+        "description": experiment.description,
+        "notes": list(experiment.notes),
+        "cells_total": len(experiment.cells),
+        "cells_done": len(finished),
+        "metrics": list(experiment.metrics),
+        "configurations": [{k: v for k, v in g.items() if k != "_records"} for g in configurations],
+        "comparisons": comparisons,
+        "commits": sorted({r.get("commit", "unknown") for r in records}),
+        "machines": sorted({f"{r['machine'].get('hostname')} ({r['machine'].get('processor')}, "
+                            f"{r['machine'].get('cpus')} cpus, {r['machine'].get('threads')} threads/cell, "
+                            f"{r['machine'].get('device')})" for r in records}),
+        "datasets": {r["dataset"]["name"]: r["dataset"]["checksum"] for r in records},
+        "wall_time_s": round(sum(float(r.get("wall_time_s") or 0) for r in records), 1),
+        "last_finished": max((r.get("finished", "") for r in records), default=None),
+    }
+    return result
+
+
+def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], cells_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    options = [g["options"] for g in configurations]
+    for spec in experiment.baselines:
+        for g in configurations:
+            b = find_baseline(g["options"], options, spec)
+            if b is None:
+                continue
+            base = configurations[b]
+            mine = {r["seed"]: r for r in g["_records"]}
+            theirs = {r["seed"]: r for r in base["_records"]}
+            seeds = sorted(set(mine) & set(theirs))
+            for protocol in PROTOCOLS:
+                for metric in experiment.metrics:
+                    entry = {
+                        "configuration": g["label"], "key": g["key"], "baseline": base["label"],
+                        "baseline_key": base["key"], "protocol": protocol, "metric": metric, "seeds": seeds,
+                        "over_seeds": paired_over_seeds([theirs[s]["test"][protocol][metric] for s in seeds],
+                                                        [mine[s]["test"][protocol][metric] for s in seeds]).as_dict(),
+                        "bootstrap": None,
+                    }
+                    if seeds:
+                        entry["bootstrap"] = _bootstrap(cells_dir, theirs[seeds[0]], mine[seeds[0]], protocol, metric,
+                                                        seeds[0])
+                    out.append(entry)
+    return out
+
+
+def _bootstrap(cells_dir: Path, base: dict[str, Any], mine: dict[str, Any], protocol: str, metric: str,
+               seed: int) -> dict[str, Any] | None:
+    a = _per_user(cells_dir, base, protocol, metric)
+    b = _per_user(cells_dir, mine, protocol, metric)
+    if a is None or b is None or not np.array_equal(a[0], b[0]):
+        return None  # ranks missing, or not the same test users: no per-user pairing
+    return paired_bootstrap(a[1], b[1], resamples=BOOTSTRAP_RESAMPLES, seed=seed).as_dict() | {"seed": seed}
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown and plots
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean_ci(summary: dict[str, Any]) -> str:
+    if summary["n"] == 0:
+        return "–"
+    if summary["n"] == 1:
+        return f"{summary['mean']:.4f}"
+    return f"{summary['mean']:.4f} ± {summary['std']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
+
+
+def _p(value: Any, resamples: int | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if resamples and value == 0:
+        return f"< {1 / resamples:.0e}"  # no resample crossed zero
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_base: Path | None = None,
+                    heading: str = "#") -> str:
+    """``results.md`` of one experiment (``plot_base``: the directory the links are relative to)."""
+    lines = [f"{heading} Experiment `{result['experiment']}`", ""]
+    if result.get("description"):
+        lines += [result["description"], ""]
+    for note in result.get("notes") or ():
+        lines += [f"- {note}"]
+    if result.get("notes"):
+        lines.append("")
+    lines += [
+        f"Generated by `bamrec experiment` from the cell summaries of `{result['file']}`: "
+        f"**{result['cells_done']} of {result['cells_total']} cells done**; "
+        f"total cell wall time {result['wall_time_s'] / 60:.1f} min; last cell finished {result['last_finished']}.",
+        "",
+        f"- commit(s): {', '.join(f'`{c}`' for c in result['commits']) or '–'}",
+        f"- machine(s): {'; '.join(result['machines']) or '–'}",
+        f"- datasets (checksum): {', '.join(f'{k} `{v[:12]}`' for k, v in result['datasets'].items()) or '–'}",
+        "",
+        "Values are test metrics, mean ± sample std over seeds [95% t-interval]; `standard` removes the "
+        "whole history from the ranking, `reference` is the original BaM evaluator's protocol "
+        "(docs/evaluation.md).",
+        "",
+    ]
+    metrics = result["metrics"]
+    header = ["dataset", "method", "seeds"] + [f"{m} ({p})" for p in PROTOCOLS for m in metrics] + [
+        "best iter", "train s", "sel. entropy"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for g in result["configurations"]:
+        seeds = f"{len(g['seeds'])}/{len(g['planned_seeds'])}"
+        row = [g["dataset"], g["method"], seeds]
+        row += [_mean_ci(g["metrics"][p][m]) for p in PROTOCOLS for m in metrics]
+        row += [_fmt(g["best_iter"]["mean"], 0), _fmt(g["train_time_s"]["mean"], 0),
+                _fmt(g["diagnostics"]["selection_normalized_entropy"]["mean"], 3)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    if result["comparisons"]:
+        lines += [
+            f"{heading}# Against the baseline",
+            "",
+            "Paired by seed: relative gain of the means, paired t-test p and Wilcoxon signed-rank p (with 3 "
+            "seeds the Wilcoxon p cannot go below 0.25). Per-user paired bootstrap (2,000 resamples of the "
+            "test users) on the first common seed: mean difference [95% interval] and p.",
+            "",
+            "| dataset | method | baseline | metric | seeds | gain | t-test p | Wilcoxon p | bootstrap diff [95%] | bootstrap p |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        labels = {g["key"]: g for g in result["configurations"]}
+        for c in result["comparisons"]:
+            s, b = c["over_seeds"], c["bootstrap"]
+            boot = f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]" if b else "–"
+            gain = f"{100 * s['relative_gain']:+.1f}%" if not math.isnan(s["relative_gain"]) else "–"
+            mine, base = labels[c["key"]], labels[c["baseline_key"]]
+            lines.append(f"| {mine['dataset']} | {mine['method']} | {base['method']} | {c['metric']} ({c['protocol']}) "
+                         f"| {s['n']} | {gain} | {_p(s['t_pvalue'])} | {_p(s['wilcoxon_pvalue'])} | {boot} "
+                         f"| {_p(b['pvalue'], b['resamples']) if b else '–'} |")
+        lines.append("")
+    if plots:
+        lines += [f"{heading}# Plots", ""]
+        for plot in plots:
+            rel = plot.relative_to(plot_base) if plot_base else plot
+            lines += [f"![{plot.stem}]({rel.as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def plot_results(result: dict[str, Any], out_dir: Path, prefix: str = "") -> list[Path]:
+    """One bar chart per metric and protocol: methods grouped by dataset, error bars = 95% CI."""
+    from bamrec.reports.plots import _figure, _save
+
+    configurations = [g for g in result["configurations"] if g["seeds"]]
+    if not configurations:
+        return []
+    datasets = list(dict.fromkeys(g["dataset"] for g in configurations))
+    methods = list(dict.fromkeys(g["method"] for g in configurations))
+    written = []
+    for protocol in PROTOCOLS:
+        for metric in result["metrics"]:
+            fig, ax = _figure(width=max(7.0, 1.5 * len(datasets) + 0.35 * len(methods) * len(datasets)))
+            width = 0.8 / len(methods)
+            for j, method in enumerate(methods):
+                means, errors = [], []
+                for dataset in datasets:
+                    g = next((g for g in configurations if g["dataset"] == dataset and g["method"] == method), None)
+                    s = g["metrics"][protocol][metric] if g else None
+                    means.append(s["mean"] if s else np.nan)
+                    errors.append((s["ci_high"] - s["mean"]) if s and s["n"] > 1 else 0.0)
+                x = np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width
+                ax.bar(x, means, width, yerr=errors, capsize=2, label=method)
+            ax.set_xticks(np.arange(len(datasets)), datasets)
+            ax.set(title=f"{result['experiment']}: test {metric} ({protocol} protocol), 95% CI over seeds",
+                   xlabel="dataset", ylabel=metric)
+            ax.legend(fontsize="x-small", ncols=2)
+            ax.grid(axis="y", alpha=0.3)
+            name = f"{prefix}{metric.replace('@', '')}-{protocol}.png"
+            written.append(_save(fig, out_dir / name))
+    return written
+
+
+def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
+    """Write ``results.json``, ``results.md`` and ``plots/`` under ``out``; returns the results."""
+    result = aggregate(experiment, out / "cells")
+    from bamrec.training.checkpoint import write_json
+
+    write_json(out / "results.json", _json_safe(result))
+    plots = plot_results(result, out / "plots")
+    (out / "results.md").write_text(render_markdown(result, plots, plot_base=out) + "\n", encoding="utf-8")
+    return result
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a statistic of too few seeds) as null: strict JSON for other tools."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,145 @@
+"""The runner on tiny grids: cells, skip, resume after interruption, results; aggregation on fixed numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bamrec.cli import main
+from bamrec.data.sequences import SequenceDataset
+from bamrec.experiments import load_experiment, parse_experiment, run_experiment
+from bamrec.experiments.aggregate import aggregate, find_baseline
+from bamrec.experiments.cell import CELL_FORMAT
+from bamrec.training import checkpoint as ckpt
+
+TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,
+            max_iters=40)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
+    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def _file(tmp_path, data_dir, seeds):
+    fixed = "\n".join(f"{k} = {v}" for k, v in TINY.items())
+    file = tmp_path / "tiny.toml"
+    file.write_text(f'name = "tiny"\n[grid]\ndata = ["{data_dir}"]\nmodel = ["comirec-sa"]\n'
+                    f'selection = ["hard", "bam-p"]\nseed = {seeds}\n[fixed]\n{fixed}\n'
+                    '[compare]\nbaseline = { selection = "hard" }\n')
+    return file
+
+
+def test_run_skip_and_extend(tmp_path, data_dir, capsys):
+    out = tmp_path / "exp"
+    assert main(["experiment", str(_file(tmp_path, data_dir, [1])), "--out", str(out), "--jobs", "2",
+                 "--threads", "1"]) == 0
+    cells = sorted(out.glob("cells/*.json"))
+    assert len(cells) == 2 and len(list(out.glob("cells/*.ranks.npz"))) == 2
+    record = json.loads(cells[0].read_text())
+    assert record["format"] == CELL_FORMAT and record["seed"] == 1 and record["iters"] == 40
+    assert set(record["test"]) == {"standard", "reference"} and "recall@20" in record["test"]["reference"]
+    assert record["dataset"]["checksum"] and record["machine"]["threads"] == 1 and record["commit"]
+    run_dir = out / "runs" / record["cell"]
+    assert (run_dir / "test_ranks.npz").is_file() and (run_dir / "model.safetensors").is_file()
+    first_mtimes = {p.name: p.stat().st_mtime_ns for p in cells}
+    capsys.readouterr()
+
+    # a second seed: the finished cells are skipped, the two new ones run, the statistics pair by seed
+    assert main(["experiment", str(_file(tmp_path, data_dir, [1, 2])), "--out", str(out), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "4 cells, 2 already done, 2 to run" in err
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(out.glob("cells/*.json")) if p.name in first_mtimes} \
+        == first_mtimes
+    result = json.loads((out / "results.json").read_text())
+    assert result["cells_done"] == result["cells_total"] == 4
+    [bam] = [g for g in result["configurations"] if "bam-p" in g["method"]]
+    assert bam["seeds"] == [1, 2] and bam["metrics"]["standard"]["recall@20"]["n"] == 2
+    compared = [c for c in result["comparisons"] if c["metric"] == "recall@20" and c["protocol"] == "standard"]
+    assert len(compared) == 1 and compared[0]["seeds"] == [1, 2] and compared[0]["bootstrap"]["users"] == 40
+    md = (out / "results.md").read_text()
+    assert "4 of 4 cells done" in md and "Against the baseline" in md and (out / "plots/recall20-standard.png").is_file()
+
+
+def test_interrupted_cell_resumes(tmp_path, data_dir):
+    from bamrec.api import train
+
+    exp = load_experiment(_file(tmp_path, data_dir, [1]))
+    cell = exp.cells[0]
+    out = tmp_path / "exp"
+    run_dir = out / "runs" / cell.id
+    # what an interruption after the first validation check leaves: last.ckpt at iteration 20
+    half = dict(cell.options, max_iters=20, progress=False)
+    train(half, run_dir, progress=False, verbose=False)
+    summary = ckpt.read_json(run_dir / "summary.json")
+    ckpt.write_json(run_dir / "summary.json", dict(summary, stopped="interrupted"))
+    only_first = parse_experiment({"name": "tiny", "grid": {"seed": [1]}})  # an Experiment of one cell
+    only_first = type(only_first)(name="tiny", path=None, cells=(cell,))
+    report = run_experiment(only_first, out, threads=1, log=lambda m: None)
+    assert report.finished == [cell.id] and not report.failed
+    record = json.loads((out / "cells" / f"{cell.id}.json").read_text())
+    assert record["resumed"] is True and record["iters"] == 40
+    checks = [r["iter"] for r in ckpt.read_jsonl(run_dir / "metrics.jsonl")]
+    assert checks == [20, 40]  # continued from the checkpoint, not restarted
+
+
+def test_bad_cell_fails_cleanly(tmp_path, capsys):
+    file = tmp_path / "bad.toml"
+    file.write_text(f'name = "bad"\n[grid]\ndata = ["{tmp_path / "missing"}"]\nseed = [1]\n')
+    assert main(["experiment", str(file), "--out", str(tmp_path / "exp"), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "Traceback" not in err.split("last lines")[0]
+    assert main(["experiment", str(tmp_path / "nope.toml")]) == 2
+    assert "experiment file not found" in capsys.readouterr().err
+
+
+def _fake_cell(cells_dir, cell, recall, ranks):
+    record = {"format": CELL_FORMAT, "cell": cell.id, "options": cell.options, "seed": cell.seed,
+              "best_iter": 10, "iters": 10, "train_time_s": 1.0, "wall_time_s": 2.0, "diagnostics": {},
+              "test": {p: {"recall@20": recall, "ndcg@20": recall / 2} for p in ("standard", "reference")},
+              "dataset": {"name": "d", "checksum": "abc"}, "machine": {"hostname": "h"}, "commit": "c",
+              "ranks_file": f"{cell.id}.ranks.npz"}
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    (cells_dir / f"{cell.id}.json").write_text(json.dumps(record))
+    np.savez(cells_dir / f"{cell.id}.ranks.npz", users=np.arange(1, len(ranks) + 1), standard=np.array(ranks),
+             reference=np.array(ranks))
+
+
+def test_aggregation_on_fixed_numbers(tmp_path):
+    exp = parse_experiment({"name": "fixed", "grid": {"data": ["d"], "selection": ["hard", "bam-p"],
+                                                      "seed": [1, 2, 3]},
+                            "compare": {"baseline": {"selection": "hard"}}})
+    cells = {(c.options["selection"], c.seed): c for c in exp.cells}
+    hard = {1: 1.0, 2: 2.0, 3: 3.0}
+    bam = {1: 2.0, 2: 4.0, 3: 5.0}
+    for seed in (1, 2, 3):
+        # user 1 is a hit for both, user 2 only for BaM (rank 25 >= 20 for hard)
+        _fake_cell(tmp_path, cells[("hard", seed)], hard[seed], [0, 25])
+        _fake_cell(tmp_path, cells[("bam-p", seed)], bam[seed], [0, 3])
+    result = aggregate(exp, tmp_path)
+    assert result["cells_done"] == 6
+    base = result["configurations"][0]["metrics"]["standard"]["recall@20"]
+    assert base["mean"] == pytest.approx(2.0) and base["std"] == pytest.approx(1.0)
+    assert base["ci_high"] - 2.0 == pytest.approx(4.302652729911275 / np.sqrt(3))
+    [c] = [c for c in result["comparisons"] if c["protocol"] == "standard" and c["metric"] == "recall@20"]
+    assert c["seeds"] == [1, 2, 3]
+    assert c["over_seeds"]["t_pvalue"] == pytest.approx(1 - 5 / np.sqrt(27))  # as in test_stats
+    assert c["over_seeds"]["relative_gain"] == pytest.approx(11 / 6 - 1)
+    boot = c["bootstrap"]  # per-user recall@20: hard [1, 0], bam [1, 1] -> differences 0 and 1
+    assert boot["seed"] == 1 and boot["diff"] == pytest.approx(0.5) and (boot["ci_low"], boot["ci_high"]) == (0, 1)
+
+
+def test_baseline_is_the_closest_matching_configuration():
+    configs = [{"data": "a", "model": "mind", "selection": "hard"},
+               {"data": "a", "model": "comirec-sa", "selection": "hard"},
+               {"data": "b", "model": "mind", "selection": "hard"},
+               {"data": "a", "model": "mind", "selection": "bam-p", "multi_loss": True}]
+    spec = {"selection": "hard"}
+    assert find_baseline(configs[3], configs, spec) == 0
+    assert find_baseline(configs[0], configs, spec) is None  # a baseline itself
+    assert find_baseline({"data": "c", "selection": "bam-p"}, configs, spec) is None  # none on its data
