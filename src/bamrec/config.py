@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from bamrec.errors import ConfigError
 
-MODELS = ("comirec-sa", "comirec-dr", "mind", "remi", "single")
+MODELS = ("comirec-sa", "comirec-dr", "mind", "remi", "single", "sasrec")
 SELECTIONS = ("hard", "bam-p", "bam-l")
 LOSSES = ("sampled", "full")
 NEGATIVE_MODES = ("shared", "per-example")
@@ -30,10 +30,13 @@ class ModelConfig:
     """The backbone: what turns a history into K interest vectors."""
 
     model: str = "comirec-sa"  # backbone name, one of MODELS ("remi" is ComiRec-SA + REMI training)
-    num_interests: int = 4  # K, interest vectors per user (forced to 1 for "single")
+    num_interests: int = 4  # K, interest vectors per user (forced to 1 for "single" and "sasrec")
     hidden_size: int = 64  # D, item embedding and interest size
     seq_len: int = 50  # L, history window fed to the model
     routing_iters: int = 3  # dynamic-routing rounds (MIND, ComiRec-DR)
+    num_blocks: int = 2  # transformer blocks (SASRec)
+    num_heads: int = 1  # attention heads (SASRec)
+    dropout: float = 0.2  # dropout rate (SASRec)
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def _validate_section(obj: Any) -> None:
         value = getattr(obj, f.name)
         if f.name in CHOICES and isinstance(value, str):
             check_choice(f.name, value)
-    positive = ("num_interests", "hidden_size", "seq_len", "routing_iters", "bam_l_dim", "num_negatives",
+    positive = ("num_interests", "hidden_size", "seq_len", "routing_iters", "num_blocks", "num_heads",
+                "bam_l_dim", "num_negatives",
                 "batch_size", "max_iters", "eval_every", "patience",
                 "user_batch_size", "item_chunk_size")
     for name in positive:
@@ -135,6 +139,10 @@ def _validate_section(obj: Any) -> None:
             raise ConfigError(f"{name} must be >= 0, got {getattr(obj, name)}")
     if hasattr(obj, "select_metric"):
         check_metric_name(obj.select_metric, "select_metric")
+    if hasattr(obj, "dropout") and not 0 <= obj.dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {obj.dropout}")
+    if hasattr(obj, "num_heads") and obj.hidden_size % obj.num_heads:
+        raise ConfigError(f"hidden_size {obj.hidden_size} must be divisible by num_heads {obj.num_heads}")
     if hasattr(obj, "cutoffs"):
         if not obj.cutoffs or any(int(k) <= 0 for k in obj.cutoffs):
             raise ConfigError(f"cutoffs must be positive integers, got {obj.cutoffs}")

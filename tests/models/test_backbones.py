@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bamrec.models import MIND, ComiRecDR, ComiRecSA, SingleInterest
+from bamrec.models import MIND, SASRec, ComiRecDR, ComiRecSA, SingleInterest
 from bamrec.models.mind import coupling_weights, dynamic_routing, squash
 
 N, D, K, L, B = 30, 8, 3, 6, 5
@@ -21,10 +21,12 @@ def make(name: str, **kwargs) -> torch.nn.Module:
         return MIND(N, D, K, L, routing_iters=3, **kwargs)
     if name == "comirec-dr":
         return ComiRecDR(N, D, K, L, routing_iters=3, **kwargs)
+    if name == "sasrec":
+        return SASRec(N, D, L, num_blocks=2, num_heads=2, dropout=0.1, **kwargs)
     return SingleInterest(N, D, L, **kwargs)
 
 
-BACKBONES = ("comirec-sa", "mind", "comirec-dr", "single")
+BACKBONES = ("comirec-sa", "mind", "comirec-dr", "single", "sasrec")
 
 
 def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +42,7 @@ def test_shapes_and_contract(name: str) -> None:
     model = make(name).eval()
     items, mask = batch()
     out = model(items, mask)
-    k = 1 if name == "single" else K
+    k = 1 if name in ("single", "sasrec") else K
     assert out.shape == (B, k, D)
     assert model.num_interests == k and model.hidden_size == D and model.num_items == N and model.seq_len == L
     assert model.item_embeddings().shape == (N + 1, D)

@@ -8,26 +8,27 @@ import pytest
 
 from bamrec.config import ModelConfig, RunConfig, TrainConfig
 from bamrec.errors import ConfigError
-from bamrec.models import MIND, ComiRecDR, ComiRecSA, SingleInterest, build_backbone, resolve_presets
+from bamrec.models import MIND, SASRec, ComiRecDR, ComiRecSA, SingleInterest, build_backbone, resolve_presets
 
 
 @pytest.mark.parametrize(
     "name, cls",
-    [("comirec-sa", ComiRecSA), ("remi", ComiRecSA), ("mind", MIND), ("comirec-dr", ComiRecDR), ("single", SingleInterest)],
+    [("comirec-sa", ComiRecSA), ("remi", ComiRecSA), ("mind", MIND), ("comirec-dr", ComiRecDR), ("single", SingleInterest),
+     ("sasrec", SASRec)],
 )
 def test_build_backbone_types_and_sizes(name: str, cls: type) -> None:
     cfg = ModelConfig(model=name, num_interests=3, hidden_size=8, seq_len=5, routing_iters=2)
     model = build_backbone(cfg, num_items=11, seed=3)
     assert type(model) is cls
     assert (model.num_items, model.hidden_size, model.seq_len) == (11, 8, 5)
-    assert model.num_interests == (1 if name == "single" else 3)
+    assert model.num_interests == (1 if name in ("single", "sasrec") else 3)
     if name in ("mind", "comirec-dr"):
         assert model.routing_iters == 2
 
 
 def test_build_backbone_unknown_model_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'sasrec'.*comirec-sa.*mind"):
-        build_backbone(ModelConfig(model="sasrec"), 10)
+    with pytest.raises(ConfigError, match="unknown model 'bert4rec'.*comirec-sa.*mind"):
+        build_backbone(ModelConfig(model="bert4rec"), 10)
 
 
 def test_build_backbone_seed() -> None:
@@ -63,8 +64,9 @@ def test_other_models_untouched() -> None:
     assert resolve_presets(cfg) == cfg
 
 
-def test_single_forces_one_interest() -> None:
-    cfg = RunConfig(model=ModelConfig(model="single", num_interests=4))
+@pytest.mark.parametrize("name", ["single", "sasrec"])
+def test_single_interest_models_force_one_interest(name: str) -> None:
+    cfg = RunConfig(model=ModelConfig(model=name, num_interests=4))
     assert resolve_presets(cfg).model.num_interests == 1
 
 

@@ -59,17 +59,18 @@ def _train(args: argparse.Namespace) -> int:
     if args.data is not None:
         flat["data"] = args.data
     config = run_config_from_flat(flat)
+    callbacks = []
     if args.tensorboard:
-        from bamrec.cli.experiment import _check_tensorboard
+        from bamrec.reports.tensorboard import TensorBoardLogger, clear_events
 
-        _check_tensorboard()
-    result = train(config, args.out, overwrite=args.overwrite, resume=args.resume)
+        if not args.resume:
+            clear_events(args.tensorboard)
+        callbacks.append(TensorBoardLogger(args.tensorboard))
+    result = train(config, args.out, overwrite=args.overwrite, resume=args.resume, callbacks=callbacks)
     if not result.main_process:
         return 0
     if args.tensorboard:
-        from bamrec.reports.tensorboard import export_metrics
-
-        print(f"training curves for TensorBoard in {export_metrics(result.run_dir, args.tensorboard)}")
+        print(f"training curves for TensorBoard in {args.tensorboard} (tensorboard --logdir {args.tensorboard})")
     print(f"run written to {result.run_dir} (stopped: {result.stopped}, best iteration {result.best_iter})")
     _print_metrics(result.test, title="test")
     return 0

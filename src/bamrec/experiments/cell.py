@@ -145,16 +145,18 @@ def run_cell(job: dict[str, Any]) -> int:
         print(f"cell {job['cell']}: training already finished in {run_dir}; testing it", flush=True)
     else:
         resumed = (run_dir / ckpt.RESUME_FILE).is_file()
-        result = train(config, run_dir, overwrite=not resumed, resume=resumed, progress=False)
+        callbacks = []
+        if job.get("tensorboard"):
+            from bamrec.reports.tensorboard import TensorBoardLogger, clear_events
+
+            if not resumed:
+                clear_events(Path(job["tensorboard"]) / job["cell"])
+            callbacks.append(TensorBoardLogger(Path(job["tensorboard"]) / job["cell"]))
+        result = train(config, run_dir, overwrite=not resumed, resume=resumed, progress=False, callbacks=callbacks)
         if result.stopped == "interrupted":
             print(f"cell {job['cell']}: interrupted at iteration {result.iters}; rerun to resume", flush=True)
             return EXIT_INTERRUPTED
         summary = ckpt.read_json(run_dir / ckpt.SUMMARY_FILE)
-    if job.get("tensorboard"):
-        from bamrec.reports.tensorboard import export_metrics
-
-        export_metrics(run_dir, Path(job["tensorboard"]) / job["cell"])
-
     run = load_run(run_dir, device=str(resolve_device(config.train.device)))
     tests: dict[str, Any] = {}
     ranks: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 ``build_backbone`` turns a ``ModelConfig`` into a module; ``resolve_presets`` fills in what a model
 name implies (``"remi"``: ComiRec-SA trained with REMI's interest-aware hard negatives and routing
-regularisation, Xie et al. RecSys 2023; ``"single"``: one interest). Call ``resolve_presets`` once
+regularisation, Xie et al. RecSys 2023; ``"single"`` and ``"sasrec"``: one interest). Call ``resolve_presets`` once
 on the user's config before training and save the resolved config.
 """
 
@@ -16,6 +16,7 @@ from bamrec.models.base import MultiInterestBackbone
 from bamrec.models.comirec_dr import ComiRecDR
 from bamrec.models.comirec_sa import ComiRecSA
 from bamrec.models.mind import MIND
+from bamrec.models.sasrec import SASRec
 from bamrec.models.single import SingleInterest
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ComiRecDR",
     "MIND",
     "SingleInterest",
+    "SASRec",
     "build_backbone",
     "resolve_presets",
     "ATTENTION_MODELS",
@@ -34,6 +36,7 @@ __all__ = [
 REMI_BETA = 0.01  # IHN sharpness BaM's code uses for its REMI runs
 REMI_LAMBDA = 100.0  # routing-regularisation weight BaM's code uses for REMI under hard selection
 ATTENTION_MODELS = ("comirec-sa", "remi")  # backbones with an attention map (routing regularisation)
+SINGLE_INTEREST_MODELS = ("single", "sasrec")  # K = 1 by construction
 
 
 def _check_model(name: str) -> None:
@@ -56,6 +59,8 @@ def build_backbone(config: ModelConfig, num_items: int, seed: int = 0) -> MultiI
         return MIND(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
     if config.model == "comirec-dr":
         return ComiRecDR(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
+    if config.model == "sasrec":
+        return SASRec(num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout, **common)
     return SingleInterest(**common)
 
 
@@ -64,7 +69,7 @@ def resolve_presets(config: RunConfig) -> RunConfig:
 
     - ``"remi"``: ``remi_beta = 0.01``, and ``remi_lambda = 100`` only under ``selection="hard"``
       (as BaM's code runs REMI), each only where the field is still 0.0.
-    - ``"single"``: ``num_interests = 1``.
+    - ``"single"``, ``"sasrec"``: ``num_interests = 1``.
     - Routing regularisation on a backbone without attention is a ConfigError.
     The result is idempotent: resolving a resolved config changes nothing.
     """
@@ -77,7 +82,7 @@ def resolve_presets(config: RunConfig) -> RunConfig:
         if train.remi_lambda == 0.0 and train.selection == "hard":
             updates["remi_lambda"] = REMI_LAMBDA
         train = dataclasses.replace(train, **updates)
-    if model.model == "single" and model.num_interests != 1:
+    if model.model in SINGLE_INTEREST_MODELS and model.num_interests != 1:
         model = dataclasses.replace(model, num_interests=1)
     if train.remi_lambda > 0 and model.model not in ATTENTION_MODELS:
         raise ConfigError(

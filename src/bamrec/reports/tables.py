@@ -205,7 +205,7 @@ def _model_label(record: RunRecord) -> str:
     remi = (record.option("train", "remi_beta", 0) or 0) > 0 or (record.option("train", "remi_lambda", 0) or 0) > 0
     label = f"{model}+REMI" if remi and model != "remi" else str(model)
     k = record.option("model", "num_interests")
-    return f"{label} (K={k})" if k is not None and model != "single" else label
+    return f"{label} (K={k})" if k is not None and model not in ("single", "sasrec") else label
 
 
 def _selection_label(record: RunRecord) -> str:

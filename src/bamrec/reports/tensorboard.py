@@ -1,8 +1,8 @@
 """Training curves in TensorBoard (the optional ``tensorboard`` extra).
 
-``metrics.jsonl`` stays the source of truth: ``TensorBoardLogger`` turns one of its records (a
-validation check) into scalars, and ``export_metrics`` replays a run's whole file, so a run can be
-viewed in TensorBoard during training (one call per check) or at any time after.
+``metrics.jsonl`` stays the source of truth: ``TensorBoardLogger`` is a per-check training callback
+(``bamrec.training.callbacks``) writing what each check appends to it as scalars, live; and
+``export_metrics`` replays a run's whole ``metrics.jsonl``, so any run can be viewed at any time after.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from bamrec.errors import ConfigError
 
 
 class TensorBoardLogger:
-    """Writes validation records (``{"iter", "loss", "valid": {...}, "selection_shares": [...]}``) as scalars."""
+    """Writes validation checks as scalars: a training callback (``on_check``) or fed with
+    ``metrics.jsonl`` records (``write``)."""
 
     def __init__(self, log_dir: str | Path) -> None:
         try:
@@ -24,7 +25,14 @@ class TensorBoardLogger:
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def on_check(self, check) -> None:
+        """A ``bamrec.training.callbacks.Check``, as the trainer calls it after each validation check."""
+        self.write({"iter": check.iteration, "loss": check.loss, "valid": check.valid,
+                    "selection_shares": check.selection_shares, "time_s": check.elapsed_s})
+        self.writer.flush()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One ``metrics.jsonl`` record (``{"iter", "loss", "valid": {...}, "selection_shares": [...]}``)."""
         step = int(record["iter"])
         if isinstance(record.get("loss"), (int, float)):
             self.writer.add_scalar("train/loss", record["loss"], step)
@@ -41,21 +49,26 @@ class TensorBoardLogger:
         self.writer.close()
 
 
+def clear_events(log_dir: str | Path) -> None:
+    """Remove earlier event files (a run started afresh must not show its old curves)."""
+    log_dir = Path(log_dir)
+    if log_dir.is_dir():
+        for old in log_dir.glob("events.out.tfevents.*"):
+            old.unlink()
+
+
 def export_metrics(run_dir: str | Path, log_dir: str | Path) -> Path:
     """Write every validation check of ``run_dir/metrics.jsonl`` to TensorBoard events in ``log_dir``.
 
     Starts ``log_dir`` afresh (a resumed run is replayed whole, never doubled)."""
     from bamrec.training import checkpoint as ckpt
 
-    log_dir = Path(log_dir)
-    if log_dir.is_dir():
-        for old in log_dir.glob("events.out.tfevents.*"):
-            old.unlink()
+    clear_events(log_dir)
     logger = TensorBoardLogger(log_dir)
     try:
         for record in ckpt.read_jsonl(Path(run_dir) / ckpt.METRICS_FILE):
             if "iter" in record:
-                logger(record)
+                logger.write(record)
     finally:
         logger.close()
     return log_dir
