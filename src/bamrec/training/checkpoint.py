@@ -2,6 +2,7 @@
 
 Layout (``architecture.md``)::
 
+    .bamrec-run        marker: this directory was written by bamrec (format, creation time)
     config.json        resolved RunConfig, seed, versions, dataset path/checksum/stats
     model.safetensors  weights of the backbone (``backbone.*``) and the selector (``selector.*``)
     item_map.json      original item id -> embedding row (row 0 is padding)
@@ -10,6 +11,11 @@ Layout (``architecture.md``)::
     diagnostics.json   interest-balance diagnostics
     train.log          the training log
     last.ckpt          optimiser/sampler state for ``--resume`` (not needed to use the model)
+
+The marker is what makes a directory a bamrec run (runs written before it existed are recognised by a
+``config.json`` of the run format): ``--overwrite`` refuses any other non-empty directory and removes
+only the files listed in :data:`RUN_FILES` (other files, a user's notes, are kept); ``--resume`` needs
+a bamrec run with a ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,11 @@ SUMMARY_FILE = "summary.json"
 DIAGNOSTICS_FILE = "diagnostics.json"
 RESUME_FILE = "last.ckpt"
 LOG_FILE = "train.log"
+MARKER_FILE = ".bamrec-run"
 RUN_FORMAT = "bamrec-run/1"
+# Every file bamrec writes into a run directory (what --overwrite removes, with their ".tmp" siblings).
+RUN_FILES = (MARKER_FILE, CONFIG_FILE, WEIGHTS_FILE, ITEM_MAP_FILE, METRICS_FILE, SUMMARY_FILE, DIAGNOSTICS_FILE,
+             RESUME_FILE, LOG_FILE)
 
 
 def versions() -> dict[str, str]:
@@ -53,19 +63,54 @@ def versions() -> dict[str, str]:
     }
 
 
+def is_bamrec_run(path: Path) -> bool:
+    """True when ``path`` carries the marker, or (runs older than the marker) a config.json of the run format."""
+    if (path / MARKER_FILE).is_file():
+        return True
+    try:
+        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``path`` for a new run; an existing non-empty directory needs ``overwrite`` or ``resume``."""
+    """Check ``path`` for the run asked and create it; returns it.
+
+    A new run needs a missing or empty directory, or ``overwrite`` of a bamrec run (only bamrec's own
+    files are removed); ``resume`` needs a bamrec run with a resume state (``last.ckpt``).
+    """
     path = Path(path)
+    if overwrite and resume:
+        raise RunDirError("--resume and --overwrite exclude each other: --resume continues the run in "
+                          f"{path}, --overwrite starts it again")
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a directory")
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it or --resume to continue it")
-    if overwrite and not resume and path.exists():
-        for name in (CONFIG_FILE, WEIGHTS_FILE, ITEM_MAP_FILE, METRICS_FILE, SUMMARY_FILE, DIAGNOSTICS_FILE,
-                     RESUME_FILE, LOG_FILE):
+    if resume:
+        _check_resumable_dir(path)
+        return path
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it or --resume "
+                              "to continue it")
+        if not is_bamrec_run(path):
+            raise RunDirError(f"refusing to --overwrite {path}: it is not a bamrec run directory (no {MARKER_FILE} "
+                              "marker); choose another --out or empty it yourself")
+        for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
+            (path / (name + ".tmp")).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
+    write_json(path / MARKER_FILE, {"format": RUN_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return path
+
+
+def _check_resumable_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise RunDirError(f"cannot resume {path}: the directory does not exist (drop --resume to start a new run)")
+    if not is_bamrec_run(path):
+        raise RunDirError(f"cannot resume {path}: it is not a bamrec run directory (no {MARKER_FILE} marker)")
+    if not (path / RESUME_FILE).is_file():
+        raise RunDirError(f"cannot resume {path}: it has no resumable state ({RESUME_FILE}; the run stopped before "
+                          "its first validation check, or was imported); start it again with --overwrite")
 
 
 def dataset_record(dataset: SequenceDataset, data_path: str | Path) -> dict[str, Any]:

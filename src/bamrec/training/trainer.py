@@ -179,7 +179,7 @@ def _train(
     state = LoopState()
     stopper = EarlyStopping(tc.select_metric, tc.patience)
 
-    if resume and (out / ckpt.RESUME_FILE).is_file():
+    if resume:
         resume_state.check_resumable(out, config, dataset_info)
         saved = resume_state.load(out)
         objective.load_state_dict(saved.objective)
