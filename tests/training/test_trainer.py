@@ -161,6 +161,6 @@ def test_sigterm_finishes_the_run_with_its_best_checkpoint(data_dir, tmp_path, m
 
     monkeypatch.setattr(objective_module.Objective, "forward", terminated)
     result = bamrec.train(config(data_dir, max_iters=200), tmp_path / "run", verbose=False)
-    assert result.stopped == "interrupted"
+    assert result.stopped == "interrupted (SIGTERM)" and result.interrupt_signal == signal.SIGTERM
     assert result.best_iter == 20 and result.iters < 200
-    assert json.loads((result.run_dir / "summary.json").read_text())["stopped"] == "interrupted"
+    assert json.loads((result.run_dir / "summary.json").read_text())["stopped"] == "interrupted (SIGTERM)"

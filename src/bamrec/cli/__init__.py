@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.handler(args)
     except BamrecError as exc:
         print(f"bamrec: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # 2, or e.g. 128 + signal for training interrupted early
     except KeyboardInterrupt:
         print("bamrec: interrupted", file=sys.stderr)
         return 130

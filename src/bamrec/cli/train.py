@@ -67,13 +67,19 @@ def _train(args: argparse.Namespace) -> int:
             clear_events(args.tensorboard)
         callbacks.append(TensorBoardLogger(args.tensorboard))
     result = train(config, args.out, overwrite=args.overwrite, resume=args.resume, callbacks=callbacks)
+    # Interrupted runs exit 128 + signal (130 Ctrl-C, 143 SIGTERM) even though the run is usable,
+    # so that `bamrec train ... && next-step` does not go on as if training had completed.
+    code = 128 + result.interrupt_signal if result.interrupt_signal is not None else 0
     if not result.main_process:
-        return 0
+        return code
     if args.tensorboard:
         print(f"training curves for TensorBoard in {args.tensorboard} (tensorboard --logdir {args.tensorboard})")
     print(f"run written to {result.run_dir} (stopped: {result.stopped}, best iteration {result.best_iter})")
     _print_metrics(result.test, title="test")
-    return 0
+    if code:
+        print(f"bamrec: training was {result.stopped} at iteration {result.iters}; the run holds the best "
+              f"checkpoint so far (iteration {result.best_iter}); continue it with --resume", file=sys.stderr)
+    return code
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:

@@ -14,8 +14,9 @@ The parts the loop is made of, each in its own place:
   :mod:`bamrec.training.callbacks`;
 * DDP: the ranks agree on stopping in :func:`bamrec.training.distributed.agree_on_stop`, called by
   every rank at every check;
-* Ctrl-C / SIGTERM: :func:`_interrupts` turns both into ``KeyboardInterrupt`` around the loop; the run
-  is then finished with its best checkpoint.
+* Ctrl-C / SIGTERM: :mod:`bamrec.training.interrupts` stops the loop (never inside a check's writes);
+  the run is then finished with its best checkpoint, ``stopped`` says ``interrupted (SIGTERM)`` and
+  ``TrainResult.interrupt_signal`` tells the CLI its exit status.
 
 A check (:func:`_check`, rank 0) runs: validation -> early stopping -> best weights (when improved) ->
 resume state -> ``metrics.jsonl`` -> callbacks.
@@ -23,14 +24,11 @@ resume state -> ``metrics.jsonl`` -> callbacks.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -52,11 +50,12 @@ from bamrec.training.distributed import (
     shutdown,
 )
 from bamrec.training.early_stopping import EarlyStopping
+from bamrec.training.interrupts import Interrupts, catch_interrupts
 from bamrec.training.objective import Objective, ObjectiveOutput
 from bamrec.training.validation import Validation, build_validation, validation_view
 
 # Re-exported: they lived here before the split (``bamrec.api`` and scripts import them from here).
-__all__ = ["TrainResult", "TrainingError", "evaluate_model", "evaluate_model_result", "fit", "resolve_device",
+__all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "evaluate_model", "evaluate_model_result", "fit", "resolve_device",
            "train", "validation_view"]
 
 LOG_EVERY = 50  # steps between loss read-outs (the only host syncs of the inner loop)
@@ -64,6 +63,14 @@ LOG_EVERY = 50  # steps between loss read-outs (the only host syncs of the inner
 
 class TrainingError(BamrecError):
     """Training could not produce a usable model (e.g. the loss became NaN before any checkpoint)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """A signal stopped training before any checkpoint; the CLI exits ``128 + signum``."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class TrainResult:
     best_valid: dict[str, Any]
     test: dict[str, Any]
     main_process: bool = True  # False on the other ranks of a DDP run (they write nothing)
+    interrupt_signal: int | None = None  # the signal (SIGINT, SIGTERM) that stopped training, if one did
 
 
 def resolve_device(name: str) -> torch.device:
@@ -211,11 +219,12 @@ def _train(
                       context, log)
     bar = ProgressBar(tc.max_iters, state.iteration, enabled=(progress if progress is not None else tc.progress)
                       and main)
-    stopped = fit(session, state, stopper, bar, [LogCheck(log), bar, *extra_callbacks])
+    with catch_interrupts() as interrupts:
+        stopped = fit(session, state, stopper, bar, [LogCheck(log), bar, *extra_callbacks], interrupts)
     if not main:
         return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s,
-                           stopper.best_valid or {}, {}, main_process=False)
-    return _finish(config, objective, dataset, split, out, device, state, stopper, stopped, log)
+                           stopper.best_valid or {}, {}, main_process=False, interrupt_signal=interrupts.signum)
+    return _finish(config, objective, dataset, split, out, device, state, stopper, stopped, log, interrupts)
 
 
 class _Meter:
@@ -252,50 +261,53 @@ def fit(
     stopper: EarlyStopping,
     bar: ProgressBar,
     callbacks: Sequence[CheckCallback],
+    interrupts: Interrupts | None = None,
 ) -> str:
     """Run training steps until ``max_iters``, early stopping, a non-finite loss or an interrupt.
 
-    Returns why it stopped: ``max_iters``, ``patience``, ``nan`` or ``interrupted``. ``state`` and
-    ``stopper`` are updated in place; callbacks are closed on the way out.
+    Returns why it stopped: ``max_iters``, ``patience``, ``nan`` or ``interrupted (SIGTERM)`` (the
+    signal's name, from ``interrupts``; plain ``interrupted`` for a ``KeyboardInterrupt`` raised by
+    other means). ``state`` and ``stopper`` are updated in place; callbacks are closed on the way out.
     """
+    interrupts = interrupts or Interrupts()
     tc, device, context = session.config.train, session.device, session.context
     meter = _Meter(session.objective.backbone.num_interests, tc.batch_size, device)
     started = time.perf_counter() - state.elapsed_s
     stopped = "max_iters"
     session.model.train()
     try:
-        with _interrupts():
-            while state.iteration < tc.max_iters:
-                state.iteration += 1
-                output = _step(session)
-                meter.add(output)
-                bar.update()
-                is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
-                if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
-                    recent = output.loss.item()
-                    if not math.isfinite(recent):
-                        stopped = "nan"
-                        session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best "
-                                    f"checkpoint (iteration {stopper.best_iter}) is kept. Lower --lr or check "
-                                    "the data.")
-                        break
-                    bar.set_loss(recent)
-                if is_check:
-                    state.elapsed_s = time.perf_counter() - started
-                    all_reduce_sum(meter.selection_counts, context)
-                    reason = None
-                    if context.is_main:
-                        _check(session, state, stopper, meter, callbacks)
-                        reason = "patience" if stopper.should_stop else None
-                    session.model.train()
-                    meter.reset()
-                    reason = agree_on_stop(reason, context, device)
-                    if reason is not None:
-                        stopped = reason
-                        break
+        while state.iteration < tc.max_iters:
+            state.iteration += 1
+            output = _step(session)
+            meter.add(output)
+            bar.update()
+            is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
+            if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
+                recent = output.loss.item()
+                if not math.isfinite(recent):
+                    stopped = "nan"
+                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best "
+                                f"checkpoint (iteration {stopper.best_iter}) is kept. Lower --lr or check "
+                                "the data.")
+                    break
+                bar.set_loss(recent)
+            if is_check:
+                state.elapsed_s = time.perf_counter() - started
+                all_reduce_sum(meter.selection_counts, context)
+                reason = None
+                if context.is_main:
+                    _check(session, state, stopper, meter, callbacks, interrupts)
+                    reason = "patience" if stopper.should_stop else None
+                session.model.train()
+                meter.reset()
+                reason = agree_on_stop(reason, context, device)
+                if reason is not None:
+                    stopped = reason
+                    break
     except KeyboardInterrupt:
-        stopped = "interrupted"
-        session.log(f"interrupted at iteration {state.iteration}; finishing with the best checkpoint")
+        stopped = f"interrupted ({interrupts.name})" if interrupts.name else "interrupted"
+        session.log(f"interrupted{f' by {interrupts.name}' if interrupts.name else ''} at iteration "
+                    f"{state.iteration}; finishing with the best checkpoint (iteration {stopper.best_iter})")
     finally:
         for callback in callbacks:
             callback.close()
@@ -314,27 +326,28 @@ def _step(session: Session) -> ObjectiveOutput:
 
 
 def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
-           callbacks: Sequence[CheckCallback]) -> None:
+           callbacks: Sequence[CheckCallback], interrupts: Interrupts) -> None:
     """One validation check on rank 0: validate, keep the best weights, save the resume state, report."""
     config, objective, out = session.config, session.objective, session.out
     metrics = session.validate(objective.backbone)
     mean_loss = meter.mean_loss()
     shares = meter.selection_shares()
-    improved = stopper.update(state.iteration, metrics)
-    if improved:
-        ckpt.save_weights(out, objective, _weights_metadata(config))
-    resume_state.save(out, resume_state.ResumeState(
-        iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
-        objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
-        ranks=[resume_state.RankState.capture(session.sampler, session.selection_generator)],
-    ))
-    ckpt.append_jsonl(out / ckpt.METRICS_FILE, {
-        "iter": state.iteration,
-        "time_s": round(state.elapsed_s, 3),
-        "loss": mean_loss,
-        "valid": metrics,
-        "selection_shares": shares,
-    })
+    with interrupts.critical():  # all of these or none: the early-stopping state must match the files
+        improved = stopper.update(state.iteration, metrics)
+        if improved:
+            ckpt.save_weights(out, objective, _weights_metadata(config))
+        resume_state.save(out, resume_state.ResumeState(
+            iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
+            objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
+            ranks=[resume_state.RankState.capture(session.sampler, session.selection_generator)],
+        ))
+        ckpt.append_jsonl(out / ckpt.METRICS_FILE, {
+            "iter": state.iteration,
+            "time_s": round(state.elapsed_s, 3),
+            "loss": mean_loss,
+            "valid": metrics,
+            "selection_shares": shares,
+        })
     check = Check(iteration=state.iteration, elapsed_s=state.elapsed_s, loss=mean_loss, valid=metrics,
                   selection_shares=shares, metric=stopper.metric, improved=improved,
                   best_metric=stopper.best_metric, best_iter=stopper.best_iter)
@@ -342,32 +355,19 @@ def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _M
         callback.on_check(check)
 
 
-@contextlib.contextmanager
-def _interrupts() -> Iterator[None]:
-    """Make SIGTERM (schedulers, `kill`) stop training like Ctrl-C: the run is finished with its best
-    checkpoint instead of being lost. Off the main thread signals cannot be handled: nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _weights_metadata(config: RunConfig) -> dict[str, str]:
     return {"format": ckpt.RUN_FORMAT, "model": config.model.model, "selection": config.train.selection}
 
 
 def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, split: LeaveOneOut, out: Path,
-            device: torch.device, state: LoopState, stopper: EarlyStopping, stopped: str, log: Log) -> TrainResult:
+            device: torch.device, state: LoopState, stopper: EarlyStopping, stopped: str, log: Log,
+            interrupts: Interrupts) -> TrainResult:
     """Test the best checkpoint and write ``summary.json`` and ``diagnostics.json``."""
     if not (out / ckpt.WEIGHTS_FILE).is_file():
+        if interrupts.signum is not None:
+            raise TrainingInterrupted(
+                f"training was {stopped} at iteration {state.iteration}, before the first validation check, "
+                "so no checkpoint was kept", interrupts.signum)
         raise TrainingError(
             f"training stopped ({stopped}) at iteration {state.iteration} before the first validation check, "
             f"so no checkpoint was kept; lower --eval-every or check the data and learning rate"
@@ -389,7 +389,7 @@ def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, s
     log(f"done ({stopped}) after {state.iteration} iterations in {state.elapsed_s:.1f} s; best iteration "
         f"{stopper.best_iter}; test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float)))
     return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s, stopper.best_valid or {},
-                       test)
+                       test, interrupt_signal=interrupts.signum)
 
 
 def _write_diagnostics(config: RunConfig, objective: Objective, dataset: SequenceDataset, split: LeaveOneOut,
