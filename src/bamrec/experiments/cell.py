@@ -93,7 +93,7 @@ def _finished_training(run_dir: Path, config) -> bool:
     summary = run_dir / ckpt.SUMMARY_FILE
     if not summary.is_file() or not (run_dir / ckpt.WEIGHTS_FILE).is_file():
         return False
-    if ckpt.read_json(summary).get("stopped") == "interrupted":
+    if str(ckpt.read_json(summary).get("stopped", "")).startswith("interrupted"):  # "interrupted (SIGTERM)"
         return False
     saved, _ = ckpt.read_config(run_dir)
     return _identity(saved) == _identity(config)
@@ -153,7 +153,7 @@ def run_cell(job: dict[str, Any]) -> int:
                 clear_events(Path(job["tensorboard"]) / job["cell"])
             callbacks.append(TensorBoardLogger(Path(job["tensorboard"]) / job["cell"]))
         result = train(config, run_dir, overwrite=not resumed, resume=resumed, progress=False, callbacks=callbacks)
-        if result.stopped == "interrupted":
+        if result.stopped.startswith("interrupted"):
             print(f"cell {job['cell']}: interrupted at iteration {result.iters}; rerun to resume", flush=True)
             return EXIT_INTERRUPTED
         summary = ckpt.read_json(run_dir / ckpt.SUMMARY_FILE)
