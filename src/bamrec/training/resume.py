@@ -3,9 +3,15 @@
 It is typed and split by owner:
 
 * :class:`RankState` is what one *process* owns: its random streams (the sampler's generator, the
-  selection generator, torch's global CPU generator) and the device type they were drawn on.
-  Generator states are device-specific (a CUDA generator state is not a CPU one), so the device is
-  recorded with them.
+  selection generator, torch's global CPU generator and, on CUDA, the device's global generator that
+  dropout draws from) and the device type they were drawn on.
+
+Generator states are device-specific: a CPU generator's state is a 5,056-byte Mersenne Twister state,
+a CUDA generator's a 16-byte Philox seed and offset, and neither can be loaded into the other. A resume
+on the device type the checkpoint was written on restores every stream exactly; on another device type
+(``--device`` changed) the device streams are re-seeded from the saved states (a hash of their bytes),
+so that resuming the same checkpoint twice draws the same batches, though not the ones the original
+device would have drawn (its kernels differ anyway). The global CPU generator is restored either way.
 * :class:`ResumeState` is the shared part (iteration, elapsed time, early-stopping state, weights and
   optimiser of the objective) plus ``ranks``: one :class:`RankState` per process, indexed by rank.
 
@@ -20,6 +26,7 @@ saved run (only :data:`MAY_CHANGE_ON_RESUME` may change).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,26 +49,53 @@ class RankState:
     sampler: dict[str, Any]  # TrainSampler.state_dict()
     selection_generator: torch.Tensor  # torch.Generator.get_state() of the selection/negatives stream
     torch_rng: torch.Tensor  # torch.get_rng_state() (CPU global generator)
-    device_type: str  # "cpu" or "cuda": the device the two generators live on
+    device_type: str  # "cpu" or "cuda": the device the sampler and selection generators live on
+    cuda_rng: torch.Tensor | None = None  # torch.cuda.get_rng_state() of the training device, on CUDA
 
     @classmethod
     def capture(cls, sampler: TrainSampler, selection_generator: torch.Generator) -> RankState:
+        device = selection_generator.device
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         return cls(sampler=sampler.state_dict(), selection_generator=selection_generator.get_state(),
-                   torch_rng=torch.get_rng_state(), device_type=selection_generator.device.type)
+                   torch_rng=torch.get_rng_state(), device_type=device.type, cuda_rng=cuda_rng)
 
-    def apply(self, sampler: TrainSampler, selection_generator: torch.Generator) -> None:
-        sampler.load_state_dict(self.sampler)
-        selection_generator.set_state(self.selection_generator)
+    def apply(self, sampler: TrainSampler, selection_generator: torch.Generator) -> bool:
+        """Restore the streams; True when they were re-seeded because the device type changed."""
         torch.set_rng_state(self.torch_rng)
+        device = selection_generator.device
+        if device.type == self.device_type:
+            sampler.load_state_dict(self.sampler)
+            selection_generator.set_state(self.selection_generator)
+            if self.cuda_rng is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(self.cuda_rng, device)
+            return False
+        sampler.generator.manual_seed(seed_from_state(self.sampler["generator"]))
+        selection_generator.manual_seed(seed_from_state(self.selection_generator))
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed_from_state(self.cuda_rng if self.cuda_rng is not None else self.torch_rng))
+        return True
 
     def to_payload(self) -> dict[str, Any]:
         return {"sampler": self.sampler, "selection_generator": self.selection_generator,
-                "torch_rng": self.torch_rng, "device_type": self.device_type}
+                "torch_rng": self.torch_rng, "device_type": self.device_type, "cuda_rng": self.cuda_rng}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> RankState:
-        return cls(sampler=payload["sampler"], selection_generator=payload["selection_generator"],
-                   torch_rng=payload["torch_rng"], device_type=payload.get("device_type", "cpu"))
+        selection = payload["selection_generator"]
+        device_type = payload.get("device_type") or _device_type_of_state(selection)
+        return cls(sampler=payload["sampler"], selection_generator=selection, torch_rng=payload["torch_rng"],
+                   device_type=device_type, cuda_rng=payload.get("cuda_rng"))
+
+
+def seed_from_state(state: torch.Tensor) -> int:
+    """A 63-bit seed that is a deterministic function of a generator state's bytes."""
+    digest = hashlib.sha256(state.cpu().contiguous().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _device_type_of_state(state: torch.Tensor) -> str:
+    """For checkpoints that did not record it: a CPU generator state has a fixed size, a CUDA one not that."""
+    return "cpu" if state.numel() == torch.Generator().get_state().numel() else "cuda"
 
 
 @dataclass

@@ -192,10 +192,16 @@ def _train(
         saved = resume_state.load(out)
         objective.load_state_dict(saved.objective)
         optimizer.load_state_dict(saved.optimizer)
-        saved.rank_state(context.rank).apply(sampler, selection_generator)
+        rank_state = saved.rank_state(context.rank)
+        reseeded = rank_state.apply(sampler, selection_generator)
         stopper.load_state_dict(saved.early_stopping)
         state = LoopState(iteration=saved.iteration, elapsed_s=saved.elapsed_s)
         log(f"resumed from iteration {state.iteration}")
+        if reseeded:
+            log(f"note: the checkpoint was written on {rank_state.device_type}, this run is on {device.type}: "
+                "generator states do not carry over between device types, so the random streams were "
+                "re-seeded from the saved ones (deterministic, but not the batches the original device would "
+                "have drawn)")
     elif main:
         ckpt.write_config(out, config, dataset_info)
         ckpt.write_item_map(out, dataset)
