@@ -48,3 +48,23 @@ def test_progress_bar_shows_the_check_it_just_made():
     bar.on_check(_check(40, 0.25))
     bar.close()
     assert "ndcg@20=0.2500" in out.getvalue().splitlines()[-1] or "ndcg@20=0.2500" in out.getvalue()[-200:]
+
+
+def test_a_stop_before_the_first_check_does_not_claim_a_kept_checkpoint(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    import pytest
+
+    from bamrec.training import objective as objective_module
+    from bamrec.training.trainer import TrainingError
+
+    original_forward = objective_module.Objective.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = original_forward(self, *args, **kwargs)
+        return out._replace(loss=out.loss * float("nan"))
+
+    monkeypatch.setattr(objective_module.Objective, "forward", poisoned)
+    with pytest.raises(TrainingError, match="before the first validation check"):
+        bamrec.train(config(data_dir, eval_every=100, max_iters=200), tmp_path / "run", verbose=False)
+    log = (tmp_path / "run" / ckpt.LOG_FILE).read_text()
+    assert "loss became nan at iteration 50" in log
+    assert "(iteration 0)" not in log and "no checkpoint yet" in log

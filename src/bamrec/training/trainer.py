@@ -292,9 +292,8 @@ def fit(
                 recent = output.loss.item()
                 if not math.isfinite(recent):
                     stopped = "nan"
-                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; the best "
-                                f"checkpoint (iteration {stopper.best_iter}) is kept. Lower --lr or check "
-                                "the data.")
+                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; "
+                                f"{_kept(stopper)}. Lower --lr or check the data.")
                     break
                 bar.set_loss(recent)
             if is_check:
@@ -313,12 +312,19 @@ def fit(
     except KeyboardInterrupt:
         stopped = f"interrupted ({interrupts.name})" if interrupts.name else "interrupted"
         session.log(f"interrupted{f' by {interrupts.name}' if interrupts.name else ''} at iteration "
-                    f"{state.iteration}; finishing with the best checkpoint (iteration {stopper.best_iter})")
+                    f"{state.iteration}; {_kept(stopper)}")
     finally:
         for callback in callbacks:
             callback.close()
     state.elapsed_s = time.perf_counter() - started
     return stopped
+
+
+def _kept(stopper: EarlyStopping) -> str:
+    """What a run stopped now keeps, for the log."""
+    if stopper.best_valid is None:
+        return "no checkpoint yet (it stopped before the first validation check)"
+    return f"the best checkpoint (iteration {stopper.best_iter}) is kept and tested"
 
 
 def _step(session: Session) -> ObjectiveOutput:
