@@ -25,3 +25,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run trained for a few steps on 40 users / 30 items (K = 2, d = 8, L = 8); read-only for tests."""
+    import numpy as np
+
+    from bamrec.api import train
+    from bamrec.data.sequences import SequenceDataset
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
+    sequences[0] = list(range(1, 31))  # a user who has every item
+    SequenceDataset.from_sequences(sequences).save(root / "data")
+    train({"data": str(root / "data"), "model": "comirec-sa", "seq_len": 8, "hidden_size": 8, "num_interests": 2,
+           "batch_size": 16, "num_negatives": 10, "eval_every": 20, "max_iters": 40, "progress": False},
+          out=root / "run", verbose=False)
+    return root / "run"

@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from bamrec.config import RunConfig, run_config_from_dict, run_config_from_flat
@@ -23,7 +21,7 @@ from bamrec.data.split import LeaveOneOut
 from bamrec.errors import BamrecError, RunDirError
 from bamrec.evaluation.model_eval import evaluate_model_result
 from bamrec.models import build_backbone
-from bamrec.retrieval.recommend import topk_items
+from bamrec.retrieval.service import Candidates, ExactSearch, Query, Recommendation, module_interest_fn
 from bamrec.training import checkpoint as ckpt
 from bamrec.training.callbacks import CheckCallback
 from bamrec.training.objective import Objective
@@ -45,16 +43,6 @@ def train(config: RunConfig | Mapping[str, Any], out: str | Path, *, overwrite: 
                   callbacks=callbacks)
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """One recommended item."""
-
-    rank: int  # 1-based position in the list
-    item: Any  # original item id
-    score: float  # max over interests of the inner product
-    interest: int  # index of the interest vector that scored it highest
-
-
 class Run:
     """A trained (or imported) model in a run directory, usable without the trainer."""
 
@@ -68,6 +56,7 @@ class Run:
         self.item_rows = item_rows
         self.device = device
         self._dataset: SequenceDataset | None = None
+        self._searchers: dict[Any, Any] = {}
 
     @property
     def model(self) -> torch.nn.Module:
@@ -100,22 +89,67 @@ class Run:
         return dataset
 
     def evaluate(self, split: str = "test", protocol: str = "standard", cutoffs: Sequence[int] | None = None,
-                 data: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-        """Metrics on the validation or test split (``recall@10``, ``ndcg@10``, ..., ``users``, ``protocol``)."""
-        return self.evaluate_result(split, protocol, cutoffs, data, progress).metrics()
+                 data: str | Path | None = None, progress: bool = False, retrieval: str = "exact",
+                 index: Any = None) -> dict[str, Any]:
+        """Metrics on the validation or test split (``recall@10``, ``ndcg@10``, ..., ``users``, ``protocol``).
+
+        ``retrieval="exact"`` ranks every target over the whole catalogue; ``"flat"``, ``"hnsw"`` or
+        ``"ivf"`` measure recall of the lists a faiss index retrieves (``bamrec.retrieval.index_eval``),
+        with ``index`` a prebuilt ``ItemIndex`` (an export's) or None to build one.
+        """
+        return self.evaluate_result(split, protocol, cutoffs, data, progress, retrieval, index).metrics()
 
     def evaluate_result(self, split: str = "test", protocol: str = "standard",
                         cutoffs: Sequence[int] | None = None, data: str | Path | None = None,
-                        progress: bool = False):
+                        progress: bool = False, retrieval: str = "exact", index: Any = None):
         """The full EvalResult (per-user ranks and the interest that retrieved each target)."""
         from bamrec.config import check_choice
+        from bamrec.retrieval.index import check_retrieval
 
         check_choice("protocol", protocol)
+        check_retrieval(retrieval)
         dataset = self.dataset(data)
         view = LeaveOneOut(dataset).view(split)
-        return evaluate_model_result(self.model, dataset, view, self.config, protocol=protocol,
-                                     device=self.device, cutoffs=tuple(cutoffs) if cutoffs else None,
-                                     progress=progress)
+        if retrieval == "exact":
+            return evaluate_model_result(self.model, dataset, view, self.config, protocol=protocol,
+                                         device=self.device, cutoffs=tuple(cutoffs) if cutoffs else None,
+                                         progress=progress)
+        from bamrec.retrieval.index_eval import evaluate_with_search
+
+        return evaluate_with_search(module_interest_fn(self.model), self.searcher(retrieval, index),
+                                    self.model.item_embeddings(), dataset, view,
+                                    seq_len=self.config.model.seq_len, protocol=protocol,
+                                    cutoffs=tuple(cutoffs) if cutoffs else self.config.eval.cutoffs)
+
+    def searcher(self, retrieval: str = "exact", index: Any = None, **index_params: Any):
+        """The search behind ``recommend``: exact, or a faiss ``ItemIndex`` (``index``, else built and cached)."""
+        from bamrec.retrieval.index import ItemIndex, build_index, check_retrieval
+
+        check_retrieval(retrieval)
+        if index is not None and retrieval != "exact":
+            if not isinstance(index, ItemIndex):
+                raise BamrecError(f"index must be an ItemIndex, got {type(index).__name__}")
+            if index.params.kind != retrieval:
+                raise BamrecError(f"the index given is a {index.params.kind} index, not {retrieval}: "
+                                  f"ask for --retrieval {index.params.kind} (or exact)")
+            return index
+        key = (retrieval, tuple(sorted(index_params.items())))
+        if key not in self._searchers:
+            with torch.inference_mode():
+                table = self.model.item_embeddings().detach()  # [N + 1, D]
+            self._searchers[key] = (ExactSearch(table, self.config.eval.item_chunk_size) if retrieval == "exact"
+                                    else build_index(table, retrieval, **index_params))
+        return self._searchers[key]
+
+    def candidates(self, retrieval: str = "exact", index: Any = None, data: str | Path | None = None,
+                   **limits: Any) -> Candidates:
+        """A ``Candidates`` over this run (the path ``recommend``, ``--all-users`` and ``bamrec serve`` share)."""
+        from bamrec.retrieval.service import Limits
+
+        self.model.eval()
+        return Candidates(module_interest_fn(self.model), self.item_ids, self.item_rows, self.config.model.seq_len,
+                          self.searcher(retrieval, index), dataset=lambda: self.dataset(data),
+                          limits=Limits(**limits), device=self.device)
 
     def interests(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Interest vectors ``[B, K, D]`` of histories given as embedding rows (internal ids), oldest first."""
@@ -131,46 +165,16 @@ class Run:
             return self.model(history.to(self.device), mask.to(self.device))
 
     def recommend(self, user: Any = None, items: Sequence[Any] | None = None, k: int = 20,
-                  exclude_history: bool = False, data: str | Path | None = None) -> list[Recommendation]:
-        """Top-``k`` items for a known ``user`` (original id) or an ad-hoc history ``items`` (original ids)."""
+                  exclude_history: bool = False, data: str | Path | None = None, retrieval: str = "exact",
+                  index: Any = None) -> list[Recommendation]:
+        """Top-``k`` items for a known ``user`` (original id) or an ad-hoc history ``items`` (original ids).
+
+        ``retrieval``: ``"exact"`` (default), or a faiss index kind ``"flat"``, ``"hnsw"``, ``"ivf"``.
+        """
         if (user is None) == (items is None):
             raise BamrecError("give either a user id (--user) or a history of item ids (--items), not both")
-        if user is not None:
-            history = self._user_history(user, data)
-        else:
-            history = self._item_rows(items)
-        interests = self.interests([history])  # [1, K, D]
-        exclude = [np.asarray(history, dtype=np.int64)] if exclude_history else None
-        with torch.inference_mode():
-            ids, scores, interest = topk_items(interests, self.model.item_embeddings().detach(), k,
-                                               exclude=exclude)
-        # Rows of -1 mean fewer than k items were left after exclusion.
-        found = [(row, score, slot) for row, score, slot in zip(ids[0].tolist(), scores[0].tolist(),
-                                                                interest[0].tolist()) if row > 0]
-        return [Recommendation(rank=i + 1, item=self.item_ids[row], score=float(score), interest=int(slot))
-                for i, (row, score, slot) in enumerate(found)]
-
-    def _user_history(self, user: Any, data: str | Path | None) -> list[int]:
-        dataset = self.dataset(data)
-        index = dataset.user_index()
-        key = _coerce_id(user, dataset.user_ids)
-        if key not in index:
-            raise BamrecError(f"user {user!r} is not in the run's dataset ({dataset.num_users} users)")
-        return dataset.sequence(index[key]).astype(np.int64).tolist()
-
-    def _item_rows(self, items: Sequence[Any]) -> list[int]:
-        rows, unknown = [], []
-        for item in items:
-            row = self.item_rows.get(str(item))
-            if row is None:
-                unknown.append(item)
-            else:
-                rows.append(row)
-        if unknown:
-            raise BamrecError(f"unknown item id(s) {unknown[:10]}: not in the run's item map ({len(self.item_rows)} items)")
-        if not rows:
-            raise BamrecError("the history is empty: pass at least one item id with --items")
-        return rows
+        query = Query(user=user, items=None if items is None else list(items), k=k, exclude_history=exclude_history)
+        return self.candidates(retrieval, index, data).recommend([query])[0]
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -189,11 +193,22 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     return Run(path, config, record, objective, item_ids, item_rows, torch_device)
 
 
-def _coerce_id(value: Any, ids: np.ndarray) -> Any:
-    """A user-typed id in the type the dataset stores (ints for numeric id maps)."""
-    if np.issubdtype(ids.dtype, np.integer):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise BamrecError(f"user ids of this dataset are integers, got {value!r}") from None
-    return str(value)
+def load_export(path: str | Path, device: str = "cpu") -> tuple[Run, Any]:
+    """The run of export ``path`` and its faiss ``ItemIndex``; a stale or altered export is refused."""
+    from bamrec.retrieval.export import open_export
+    from bamrec.retrieval.index import ItemIndex
+
+    manifest = open_export(path)
+    run = load_run(manifest["run"]["path"], device=device)
+    with torch.inference_mode():
+        table = run.model.item_embeddings().detach()  # [N + 1, D]
+    return run, ItemIndex.load(path, table)
+
+
+def load_run_or_export(path: str | Path, device: str = "cpu") -> tuple[Run, Any]:
+    """``(run, index)``: an export's run and index, or a run directory's run and None."""
+    from bamrec.retrieval.export import is_export
+
+    if is_export(path):
+        return load_export(path, device)
+    return load_run(path, device=device), None

@@ -15,3 +15,11 @@ class ConfigError(BamrecError):
 
 class RunDirError(BamrecError):
     """A run directory or checkpoint that cannot be used as asked."""
+
+
+class UnknownIdError(DataError):
+    """A user or item id that the run's dataset or item map does not hold."""
+
+
+class TooLargeError(BamrecError):
+    """A request beyond a configured size limit (history length, batch size)."""

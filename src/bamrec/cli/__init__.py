@@ -14,7 +14,7 @@ from typing import Sequence
 from bamrec.errors import BamrecError
 
 # Modules under bamrec.cli that add sub-commands, in the order they appear in --help.
-_COMMAND_MODULES = ("data", "train", "experiment", "report", "demo")
+_COMMAND_MODULES = ("data", "train", "experiment", "serve", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

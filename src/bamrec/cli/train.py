@@ -93,11 +93,14 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from bamrec.api import load_run
+    from bamrec.api import load_run_or_export
 
-    run = load_run(args.run, device=args.device)
+    run, index = load_run_or_export(args.run, device=args.device)
+    retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     metrics = run.evaluate(split=args.split, protocol=args.protocol, cutoffs=args.cutoffs, data=args.data,
-                           progress=not args.json and sys.stderr.isatty())
+                           progress=not args.json and sys.stderr.isatty(), retrieval=retrieval, index=index)
+    if retrieval != "exact":
+        metrics["retrieval"] = retrieval
     if args.json:
         print(json.dumps(metrics, sort_keys=True))
         return 0
@@ -111,11 +114,25 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from bamrec.api import load_run
+    from bamrec.api import load_run_or_export
 
-    run = load_run(args.run, device=args.device)
+    run, index = load_run_or_export(args.run, device=args.device)
+    retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
+    if args.all_users:
+        from bamrec.retrieval.batch import write_all_users
+
+        if not args.out:
+            raise ConfigError("--all-users writes a Parquet file: give it with --out recs.parquet")
+        report = write_all_users(run.candidates(retrieval, index, args.data), args.out, args.k,
+                                 exclude_history=args.exclude_history, overwrite=args.overwrite)
+        print(json.dumps(report) if args.json else
+              f"top-{report['k']} of {report['users']} users ({retrieval}) written to {report['out']} "
+              f"({report['lines']} lines, {report['seconds']} s)")
+        return 0
+    if args.out:
+        raise ConfigError("--out is for --all-users; one user's list goes to stdout")
     recs = run.recommend(user=args.user, items=args.items, k=args.k, exclude_history=args.exclude_history,
-                         data=args.data)
+                         data=args.data, retrieval=retrieval, index=index)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in recs]))
         return 0
@@ -135,6 +152,13 @@ def _import_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_retrieval_flag(parser: argparse.ArgumentParser) -> None:
+    # bamrec.retrieval.index.RETRIEVALS, spelled out so that building the parser does not import torch.
+    parser.add_argument("--retrieval", choices=("exact", "flat", "hnsw", "ivf"), default=None,
+                        help="exact top-k, or a faiss index (an export's, else built in memory); "
+                             "default: the export's index, exact for a run")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a multi-interest model and write a run directory",
                               description="Train a model. Flags override --config; see docs/cli.md.")
@@ -149,20 +173,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a run on the test or validation split")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory or export directory (bamrec export)")
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--protocol", choices=CHOICES["protocol"], default="standard")
     p.add_argument("--cutoffs", type=parse_cutoffs, default=(10, 20, 50), help="e.g. 10,20,50")
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_retrieval_flag(p)
     p.set_defaults(handler=_evaluate)
 
-    p = subparsers.add_parser("recommend", help="top-k items for a user or an ad-hoc history")
-    p.add_argument("run", help="run directory")
+    p = subparsers.add_parser("recommend", help="top-k items for a user, an ad-hoc history or all users")
+    p.add_argument("run", help="run directory or export directory (bamrec export)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="original user id from the run's dataset")
     who.add_argument("--items", nargs="+", help="an ad-hoc history of original item ids, oldest first")
+    who.add_argument("--all-users", action="store_true", help="every user's top-k to the Parquet file --out")
+    p.add_argument("--out", help="with --all-users: the Parquet file to write")
+    p.add_argument("--overwrite", action="store_true", help="with --all-users: replace --out")
+    _add_retrieval_flag(p)
     p.add_argument("-k", type=int, default=20, help="number of items (default 20)")
     p.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     p.add_argument("--data", help="dataset directory, when it moved since training")

@@ -157,6 +157,8 @@ class ItemIndex:
             rng = np.random.default_rng(params.seed)
             sample = items if len(items) <= params.train_size else items[
                 np.sort(rng.choice(len(items), params.train_size, replace=False))]
+            # faiss wants 39 training points per cell; a tiny catalogue gets fewer cells' worth, no warning.
+            index.cp.min_points_per_centroid = int(min(index.cp.min_points_per_centroid, max(1, len(sample) // nlist)))
             index.train(sample)
         index.add(items)
         return cls(index, params, vectors, time.perf_counter() - start, gpu=gpu)

@@ -1,0 +1,90 @@
+"""`bamrec export` and `bamrec serve`: from a trained run to files and to an HTTP candidate service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bamrec.errors import ConfigError
+
+_INDEX_FLAGS = (("hnsw_m", int), ("ef_construction", int), ("ef_search", int), ("nlist", int), ("nprobe", int))
+
+
+def _add_index_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("index build parameters (defaults: bamrec.retrieval.index.IndexParams)")
+    for name, kind in _INDEX_FLAGS:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+
+
+def _index_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name, _ in _INDEX_FLAGS if getattr(args, name) is not None}
+
+
+def _export(args: argparse.Namespace) -> int:
+    from bamrec.api import load_run
+    from bamrec.retrieval.export import export_run
+
+    run = load_run(args.run, device=args.device)
+    manifest = export_run(run, args.out, index=args.index, onnx=args.onnx, overwrite=args.overwrite,
+                          index_params=_index_params(args), data=args.data)
+    if args.json:
+        print(json.dumps(manifest, sort_keys=True))
+        return 0
+    shapes, index = manifest["shapes"], manifest["index"]
+    print(f"exported {args.run} to {args.out}: {shapes['num_items']} item vectors, "
+          f"{shapes['num_users']} users x {shapes['num_interests']} interests (d={shapes['dim']}), "
+          f"{args.index} index built in {index['build_seconds']} s")
+    if manifest["onnx"]:
+        onnx = manifest["onnx"]
+        print(f"ONNX extractor {onnx['file']}: max |onnxruntime - torch| = {onnx['max_abs_diff']:.3g} "
+              f"on {onnx['checked_users']} users (tolerance rtol {onnx['rtol']}, atol {onnx['atol']})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bamrec.api import load_run_or_export
+    from bamrec.serve.app import create_app, serve
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
+    run, index = load_run_or_export(args.target, device=args.device)
+    retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
+    limits = {"max_k": args.max_k, "max_history": args.max_history, "max_batch": args.max_batch}
+    candidates = run.candidates(retrieval, index, args.data, **limits)
+    info = {"run": str(run.path), "model": run.config.model.model, "retrieval": retrieval,
+            "num_items": candidates.num_items, "num_interests": run.model.num_interests,
+            "dim": run.model.hidden_size, "seq_len": run.config.model.seq_len, "limits": limits}
+    print(f"serving {args.target} ({retrieval}) on http://{args.host}:{args.port} (docs at /docs)", flush=True)
+    serve(create_app(candidates, info), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="write item/user vectors, a faiss index and optionally ONNX",
+                              description="Export a run for serving; see docs/serving.md.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="export directory to write")
+    p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat", help="faiss index kind (default flat)")
+    p.add_argument("--onnx", action="store_true", help="also export the interest extractor as ONNX (checked)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    p.add_argument("--data", help="dataset directory, when it moved since training")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    _add_index_flags(p)
+    p.set_defaults(handler=_export)
+
+    p = subparsers.add_parser("serve", help="HTTP candidate service over a run or an export",
+                              description="Serve /recommend and /interests; see docs/serving.md.")
+    p.add_argument("target", metavar="RUN_OR_EXPORT", help="run directory or export directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--retrieval", choices=("exact", "flat", "hnsw", "ivf"), default=None,
+                   help="default: the export's index, exact for a run")
+    p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
+    p.add_argument("--max-history", type=int, default=10_000, help="longest ad-hoc history")
+    p.add_argument("--max-batch", type=int, default=256, help="most queries in one batch request")
+    p.add_argument("--data", help="dataset directory, when it moved since training")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(handler=_serve)

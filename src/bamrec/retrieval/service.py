@@ -1,0 +1,233 @@
+"""Candidate generation from a trained model: the one code path behind ``bamrec recommend``
+(one user, ``--all-users``), ``Run.recommend`` and the HTTP service (``bamrec.serve``).
+
+A query is a known user (original id; the model reads the last ``seq_len`` items of the user's whole
+sequence) or an ad-hoc history of original item ids, oldest first, plus ``k`` and
+``exclude_history``. A batch of queries is answered with one forward pass of the interest extractor
+and one multi-interest search, exact (``topk_items``) or through a faiss ``ItemIndex``; the results
+are in the run's original ids. Scores are ``max_k m_k . e_i`` (MIND, Li et al. CIKM 2019; ComiRec,
+Cen et al. KDD 2020), as in ``bamrec.retrieval.recommend``.
+
+A batch's forward pass and search equal one query's up to float rounding (matrix products of other
+shapes round differently in the last bit), so scores can differ by about 1e-7 between a query
+answered alone and in a batch, and items whose scores are that close can swap. For HNSW and IVF the
+over-fetch of a batch also follows its longest exclusion list, so an approximate list can differ
+slightly more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from bamrec.data.sequences import SequenceDataset
+from bamrec.data.split import gather_windows
+from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
+from bamrec.evaluation.ranking import Csr, history_csr
+
+InterestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item."""
+
+    rank: int  # 1-based position in the list
+    item: Any  # original item id
+    score: float  # max over interests of the inner product
+    interest: int  # index of the interest vector that scored it highest
+
+
+@dataclass(frozen=True)
+class Query:
+    """A known ``user`` (original id) or an ad-hoc history ``items`` (original ids, oldest first)."""
+
+    user: Any = None
+    items: Sequence[Any] | None = None
+    k: int = 20
+    exclude_history: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on a query batch, so that one request cannot take the service down."""
+
+    max_k: int = 1000  # largest k (capped by the catalogue size)
+    max_history: int = 10_000  # longest ad-hoc history (only the last seq_len items reach the model)
+    max_batch: int = 256  # most queries in one batch
+
+    def __post_init__(self) -> None:
+        for name in ("max_k", "max_history", "max_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+class Searcher(Protocol):
+    """Multi-interest top-k: ``(rows [B, k], scores [B, k], interest [B, k])``, best first."""
+
+    def search(self, interests: Any, k: int, exclude: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ...
+
+
+class ExactSearch:
+    """The exact chunked top-k (``topk_items``) behind the ``Searcher`` interface."""
+
+    kind = "exact"
+
+    def __init__(self, item_embeddings: torch.Tensor, item_chunk_size: int = 16384) -> None:
+        self.item_embeddings = item_embeddings.detach()
+        self.item_chunk_size = item_chunk_size
+
+    def search(self, interests: Any, k: int, exclude: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from bamrec.retrieval.recommend import topk_items
+
+        queries = torch.as_tensor(interests).to(self.item_embeddings.dtype)
+        rows, scores, interest = topk_items(queries, self.item_embeddings, k, exclude=exclude,
+                                            item_chunk_size=self.item_chunk_size)
+        return rows.cpu().numpy(), scores.cpu().float().numpy(), interest.cpu().numpy()
+
+
+class Candidates:
+    """Answers batches of ``Query`` from an interest extractor, an item table and a searcher."""
+
+    def __init__(self, interest_fn: InterestFn, item_ids: Sequence[Any], item_rows: dict[str, int], seq_len: int,
+                 searcher: Searcher, dataset: Callable[[], SequenceDataset] | None = None,
+                 limits: Limits = Limits(), device: torch.device | str = "cpu") -> None:
+        self.interest_fn = interest_fn
+        self.item_ids = list(item_ids)  # [N + 1], item_ids[0] is the padding row's (None)
+        self.item_rows = item_rows  # str(original id) -> row
+        self.seq_len = seq_len
+        self.searcher = searcher
+        self._dataset_fn = dataset
+        self._user_index: dict[Any, int] | None = None
+        self.limits = limits
+        self.device = torch.device(device)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    def dataset(self) -> SequenceDataset:
+        if self._dataset_fn is None:
+            raise DataError("this model has no dataset attached: query with a history of item ids instead of a user")
+        return self._dataset_fn()
+
+    def user_row(self, user: Any) -> int:
+        """The internal id (1-based) of original user id ``user``; UnknownIdError if absent."""
+        dataset = self.dataset()
+        if self._user_index is None:
+            self._user_index = dataset.user_index()
+        key = coerce_id(user, dataset.user_ids)
+        if key not in self._user_index:
+            raise UnknownIdError(f"unknown user {user!r}: not in the run's dataset ({dataset.num_users} users)")
+        return self._user_index[key]
+
+    def item_row_array(self, items: Sequence[Any]) -> np.ndarray:
+        """Rows of original item ids; UnknownIdError naming the unknown ones."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise DataError("items must be a list of item ids")
+        if len(items) > self.limits.max_history:
+            raise TooLargeError(f"history of {len(items)} items is longer than the limit of {self.limits.max_history}")
+        if not items:
+            raise DataError("the history is empty: give at least one item id")
+        rows = [self.item_rows.get(str(item)) for item in items]
+        unknown = [item for item, row in zip(items, rows) if row is None]
+        if unknown:
+            raise UnknownIdError(f"unknown item id(s) {unknown[:10]}: not in the run's item map ({self.num_items} items)")
+        return np.asarray(rows, dtype=np.int64)
+
+    def check_k(self, k: Any) -> int:
+        top = min(self.limits.max_k, self.num_items)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= top:
+            raise ConfigError(f"k must be an integer in [1, {top}], got {k!r}")
+        return int(k)
+
+    def histories(self, queries: Sequence[Query]) -> list[np.ndarray]:
+        """Each query's history as item rows (a known user's whole sequence), validated."""
+        if len(queries) > self.limits.max_batch:
+            raise TooLargeError(f"batch of {len(queries)} queries is larger than the limit of {self.limits.max_batch}")
+        out = []
+        for query in queries:  # request validation: per query by nature, not a hot path
+            if (query.user is None) == (query.items is None):
+                raise DataError("give either a user id or a history of item ids, not both")
+            if query.user is not None:
+                out.append(self.dataset().sequence(self.user_row(query.user)).astype(np.int64))
+            else:
+                out.append(self.item_row_array(query.items))
+        return out
+
+    def _batch(self, histories: list[np.ndarray], exclude: np.ndarray) -> tuple[torch.Tensor, Csr]:
+        """Interests ``[B, K, D]`` of ``histories`` and the exclusion Csr (empty where not ``exclude``)."""
+        lengths = torch.tensor([len(h) for h in histories], dtype=torch.int64)
+        ends = torch.cumsum(lengths, 0)  # [B]
+        starts = ends - lengths  # [B]
+        items = torch.from_numpy(np.concatenate(histories)) if histories else torch.zeros(0, dtype=torch.int64)
+        history, mask = gather_windows(items, starts, ends, self.seq_len)  # [B, L]
+        interests = self.interest_fn(history.to(self.device), mask.to(self.device))  # [B, K, D]
+        excluded_ends = torch.where(torch.from_numpy(exclude), ends, starts)  # [B]
+        return interests, history_csr(items, starts, excluded_ends)
+
+    def interests(self, queries: Sequence[Query]) -> np.ndarray:
+        """The K interest vectors ``[B, K, D]`` (float32) of each query."""
+        histories = self.histories(queries)
+        if not histories:
+            return np.zeros((0, 0, 0), dtype=np.float32)
+        interests, _ = self._batch(histories, np.zeros(len(histories), dtype=bool))
+        return interests.detach().cpu().float().numpy()
+
+    def recommend(self, queries: Sequence[Query]) -> list[list[Recommendation]]:
+        """Top-``k`` recommendations of each query, best first (fewer when exclusions leave fewer)."""
+        ks = [self.check_k(query.k) for query in queries]
+        histories = self.histories(queries)
+        if not histories:
+            return []
+        exclude = np.array([bool(query.exclude_history) for query in queries])
+        interests, exclusion = self._batch(histories, exclude)
+        rows, scores, interest = self.searcher.search(interests, max(ks), exclusion)
+        return [self._recommendations(rows[b, :k], scores[b, :k], interest[b, :k]) for b, k in enumerate(ks)]
+
+    def _recommendations(self, rows: np.ndarray, scores: np.ndarray, interest: np.ndarray) -> list[Recommendation]:
+        found = rows >= 0  # -1: fewer than k rankable items were left after exclusion
+        return [Recommendation(rank=rank, item=self.item_ids[row], score=float(score), interest=int(slot))
+                for rank, (row, score, slot) in enumerate(zip(rows[found].tolist(), scores[found].tolist(),
+                                                              interest[found].tolist()), start=1)]
+
+    def search_users(self, users: np.ndarray, k: int, exclude_history: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-``k`` rows/scores/interests ``[U, k]`` of internal ``users`` from their whole sequences."""
+        dataset = self.dataset()
+        items = torch.from_numpy(dataset.items)
+        starts = torch.from_numpy(dataset.offsets[users - 1])  # [U]
+        ends = torch.from_numpy(dataset.offsets[users])  # [U]
+        history, mask = gather_windows(items, starts, ends, self.seq_len)  # [U, L]
+        interests = self.interest_fn(history.to(self.device), mask.to(self.device))  # [U, K, D]
+        exclusion = history_csr(items, starts, ends) if exclude_history else None
+        return self.searcher.search(interests, k, exclusion)
+
+
+def coerce_id(value: Any, ids: np.ndarray) -> Any:
+    """A user-typed id in the type the dataset stores (ints for numeric id maps)."""
+    if np.issubdtype(ids.dtype, np.integer):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise UnknownIdError(f"user ids of this dataset are integers, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UnknownIdError(f"user ids of this dataset are integers, got {value!r}") from None
+    return str(value)
+
+
+def module_interest_fn(model: torch.nn.Module) -> InterestFn:
+    """``history, mask -> interests`` of a backbone, in eval mode and without autograd."""
+
+    def interests(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if model.training:
+            raise BamrecError("the model is in training mode; call model.eval() before serving it")
+        with torch.inference_mode():
+            return model(history, mask)
+
+    return interests

@@ -1,0 +1,1 @@
+"""The HTTP candidate service (``bamrec serve``): FastAPI over ``bamrec.retrieval.service``."""

@@ -1,0 +1,167 @@
+"""``bamrec serve``: an HTTP candidate service, a thin layer over ``bamrec.retrieval.service``.
+
+FastAPI (an ASGI app with request validation and OpenAPI docs at ``/docs``) served by uvicorn.
+Endpoints:
+
+- ``GET /health``: status and what is served (model, retrieval, sizes).
+- ``POST /recommend``: ``{"user": id}`` or ``{"items": [ids...]}``, ``"k"`` (default 20),
+  ``"exclude_history"`` (default false) -> ``{"items": [{"rank", "item", "score", "interest"}, ...]}``
+  in the run's original ids; ``items`` is exactly the list ``bamrec recommend --json`` prints.
+- ``POST /interests``: the same query -> ``{"interests": [[...D floats] x K]}``.
+- ``POST /recommend/batch``, ``POST /interests/batch``: ``{"requests": [query, ...]}`` answered with one
+  forward pass and one search -> ``{"results": [answer, ...]}`` in request order.
+
+Every bad request gets a 4xx and ``{"error": "one line"}``: malformed JSON or fields 422, unknown
+user or item 404, ``k`` out of range 422, a history, batch or body over the limits 413. Nothing a
+client sends stops the server; an unexpected failure is a 500 for that request only. Searches are
+serialised by a lock (a faiss index's search parameters are per index, not per call).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from typing import Any, Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
+from bamrec.retrieval.service import Candidates, Query
+
+Id = Union[int, str]
+MAX_BODY_BYTES = 4 << 20  # 4 MiB: far above the largest allowed batch of histories
+
+
+class QueryBody(BaseModel):
+    """One query: a known user or an ad-hoc history (oldest first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: Id | None = Field(default=None, description="original user id of the run's dataset")
+    items: list[Id] | None = Field(default=None, description="ad-hoc history of original item ids, oldest first")
+    k: int = Field(default=20, description="number of items to return")
+    exclude_history: bool = Field(default=False, description="never return items of the history")
+
+    def query(self) -> Query:
+        return Query(user=self.user, items=self.items, k=self.k, exclude_history=self.exclude_history)
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: list[QueryBody]
+
+
+class Item(BaseModel):
+    rank: int
+    item: Id
+    score: float
+    interest: int
+
+
+class RecommendAnswer(BaseModel):
+    items: list[Item]
+
+
+class InterestsAnswer(BaseModel):
+    interests: list[list[float]]
+
+
+class BatchRecommendAnswer(BaseModel):
+    results: list[RecommendAnswer]
+
+
+class BatchInterestsAnswer(BaseModel):
+    results: list[InterestsAnswer]
+
+
+def _status(error: BamrecError) -> int:
+    if isinstance(error, UnknownIdError):
+        return 404
+    if isinstance(error, TooLargeError):
+        return 413
+    if isinstance(error, (ConfigError, DataError)):
+        return 422
+    return 400
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    problems = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+    return _one_line("malformed request: " + "; ".join(problems))
+
+
+def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> FastAPI:
+    """The FastAPI app answering queries with ``candidates``; ``info`` is shown by ``/health``."""
+    app = FastAPI(title="bamrec candidate service", version="1",
+                  description="Multi-interest candidate generation (bamrec). Ids are the run's original ids.")
+    lock = threading.Lock()
+    health = {"status": "ok", **(info or {})}
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"error": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _validation_message(error)}, status_code=422)
+
+    @app.exception_handler(BamrecError)
+    async def refused(_request: Request, error: BamrecError) -> JSONResponse:
+        return JSONResponse({"error": _one_line(error)}, status_code=_status(error))
+
+    @app.exception_handler(Exception)
+    async def failed(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": _one_line(f"internal error: {type(error).__name__}: {error}")}, status_code=500)
+
+    @app.get("/health")
+    def get_health() -> dict[str, Any]:
+        return health
+
+    def recommend(queries: list[Query]) -> list[dict[str, Any]]:
+        with lock:
+            lists = candidates.recommend(queries)
+        return [{"items": [asdict(r) for r in recs]} for recs in lists]
+
+    def interests(queries: list[Query]) -> list[dict[str, Any]]:
+        with lock:
+            vectors = candidates.interests(queries)  # [B, K, D]
+        return [{"interests": user.tolist()} for user in vectors]
+
+    @app.post("/recommend", response_model=RecommendAnswer)
+    def post_recommend(body: QueryBody) -> dict[str, Any]:
+        """Top-k items of one user or history."""
+        return recommend([body.query()])[0]
+
+    @app.post("/recommend/batch", response_model=BatchRecommendAnswer)
+    def post_recommend_batch(body: BatchBody) -> dict[str, Any]:
+        """Top-k items of several queries, answered together."""
+        return {"results": recommend([q.query() for q in body.requests])}
+
+    @app.post("/interests", response_model=InterestsAnswer)
+    def post_interests(body: QueryBody) -> dict[str, Any]:
+        """The K interest vectors of one user or history (``k`` and ``exclude_history`` are ignored)."""
+        return interests([body.query()])[0]
+
+    @app.post("/interests/batch", response_model=BatchInterestsAnswer)
+    def post_interests_batch(body: BatchBody) -> dict[str, Any]:
+        return {"results": interests([q.query() for q in body.requests])}
+
+    return app
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+    """Run ``app`` with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -1,0 +1,165 @@
+"""The HTTP service against a live uvicorn server on 127.0.0.1 (random free port), with httpx:
+answers identical to `bamrec recommend --json`, interests, batches, docs, and one-line 4xx refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
+
+from bamrec.api import load_run  # noqa: E402
+from bamrec.cli import main  # noqa: E402
+from bamrec.serve.app import create_app  # noqa: E402
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    """A live uvicorn server in a thread, serving the tiny run with exact retrieval."""
+    run = load_run(tiny_run)
+    app = create_app(run.candidates(max_k=25, max_history=50, max_batch=8), {"model": "comirec-sa"})
+    sock = _free_socket()
+    config = uvicorn.Config(app, log_level="error", access_log=False)
+    live = uvicorn.Server(config)
+    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not live.started:
+        assert time.time() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    port = sock.getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        yield client
+    live.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def _cli_json(capsys, *args) -> list:
+    capsys.readouterr()
+    assert main(["recommend", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_health_and_docs(server):
+    assert server.get("/health").json()["status"] == "ok"
+    assert server.get("/docs").status_code == 200
+    paths = server.get("/openapi.json").json()["paths"]
+    assert {"/health", "/recommend", "/interests", "/recommend/batch", "/interests/batch"} <= set(paths)
+
+
+def test_recommend_is_identical_to_the_cli(server, tiny_run, capsys):
+    answer = server.post("/recommend", json={"user": 2, "k": 5, "exclude_history": True})
+    assert answer.status_code == 200
+    assert answer.json()["items"] == _cli_json(capsys, str(tiny_run), "--user", "2", "-k", "5", "--exclude-history")
+    answer = server.post("/recommend", json={"items": [3, 4, "7"], "k": 4})
+    assert answer.json()["items"] == _cli_json(capsys, str(tiny_run), "--items", "3", "4", "7", "-k", "4")
+    assert server.post("/recommend", json={"user": "2", "k": 5, "exclude_history": True}).json() == \
+        server.post("/recommend", json={"user": 2, "k": 5, "exclude_history": True}).json()
+    assert len(server.post("/recommend", json={"user": 3}).json()["items"]) == 20  # default k
+    # User 1 has every item: nothing is left once the history is excluded.
+    assert server.post("/recommend", json={"user": 1, "exclude_history": True, "k": 3}).json() == {"items": []}
+
+
+def test_interests_and_batches(server, tiny_run):
+    run = load_run(tiny_run)
+    got = np.array(server.post("/interests", json={"user": 5}).json()["interests"])
+    expected = run.interests([run.dataset().sequence(5)]).numpy()[0]
+    assert got.shape == (2, 8)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    queries = [{"user": 2, "k": 3}, {"items": [5, 6], "k": 2, "exclude_history": True}, {"user": 9, "k": 4}]
+    batch = server.post("/recommend/batch", json={"requests": queries}).json()["results"]
+    single = [server.post("/recommend", json=q).json() for q in queries]
+    # A batched forward pass equals single ones up to float rounding (matrix products of other shapes).
+    for together, alone in zip(batch, single):
+        pairs = [[(r["item"], r["interest"]) for r in answer["items"]] for answer in (together, alone)]
+        assert pairs[0] == pairs[1]
+        scores = [[r["score"] for r in answer["items"]] for answer in (together, alone)]
+        np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
+    assert [len(r["items"]) for r in batch] == [3, 2, 4]
+    vectors = server.post("/interests/batch", json={"requests": queries[:2]}).json()["results"]
+    assert np.allclose(vectors[0]["interests"], server.post("/interests", json={"user": 2}).json()["interests"])
+
+
+@pytest.mark.parametrize("path, body, status, reason", [
+    ("/recommend", {"user": 999}, 404, "unknown user 999"),
+    ("/recommend", {"user": "abc"}, 404, "integers"),
+    ("/recommend", {"items": [1, 77]}, 404, "unknown item id(s) [77]"),
+    ("/recommend", {"user": 2, "k": 0}, 422, "k must be an integer in [1, 25]"),
+    ("/recommend", {"user": 2, "k": 26}, 422, "k must be"),
+    ("/recommend", {"user": 2, "k": "many"}, 422, "malformed request: k"),
+    ("/recommend", {"user": 2, "items": [1]}, 422, "not both"),
+    ("/recommend", {}, 422, "either a user"),
+    ("/recommend", {"items": []}, 422, "history is empty"),
+    ("/recommend", {"user": 2, "colour": "red"}, 422, "malformed request: colour"),
+    ("/recommend", {"items": list(range(1, 31)) * 2}, 413, "longer than the limit of 50"),
+    ("/interests", {"user": None}, 422, "either a user"),
+    ("/recommend/batch", {"requests": [{"user": 2}] * 9}, 413, "larger than the limit of 8"),
+    ("/recommend/batch", {"requests": {"user": 2}}, 422, "malformed request: requests"),
+])
+def test_bad_requests_get_one_line_4xx(server, path, body, status, reason):
+    answer = server.post(path, json=body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert reason in error and "\n" not in error
+
+
+def test_malformed_bodies_and_the_server_survives(server):
+    for content, headers in ((b"{not json", {"content-type": "application/json"}),
+                             (b"", {"content-type": "application/json"}),
+                             (b"[1, 2]", {"content-type": "application/json"}),
+                             (b"user=2", {"content-type": "application/x-www-form-urlencoded"})):
+        answer = server.post("/recommend", content=content, headers=headers)
+        assert answer.status_code == 422 and "malformed request" in answer.json()["error"]
+    huge = server.post("/recommend", content=b"{" + b" " * (5 << 20) + b"}",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+    assert server.get("/nothing").status_code == 404
+    assert server.get("/health").json()["status"] == "ok"
+
+
+def test_bamrec_serve_command_on_an_export(tiny_run, tmp_path):
+    """The real command: `bamrec serve EXPORT --port P` in its own process, queried, then stopped."""
+    export = tmp_path / "exp"
+    assert main(["export", str(tiny_run), "--out", str(export), "--index", "flat"]) == 0
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "bamrec.cli", "serve", str(export), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            while True:
+                assert process.poll() is None, process.stderr.read().decode()
+                try:
+                    health = client.get("/health").json()
+                    break
+                except httpx.TransportError:
+                    assert time.time() < deadline, "bamrec serve did not start"
+                    time.sleep(0.1)
+            assert health["retrieval"] == "flat" and health["num_items"] == 30
+            items = client.post("/recommend", json={"user": 2, "k": 3}).json()["items"]
+            expected = load_run(tiny_run).recommend(user=2, k=3)
+            assert [r["item"] for r in items] == [r.item for r in expected]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
