@@ -221,7 +221,7 @@ class ItemIndex:
 
         ``interests [B, K, D]``; ``exclude`` as for ``topk_items`` (None, a Csr, an ``(offsets, ids)``
         tuple or a list of per-user row arrays). ``fetch`` is the first per-interest over-fetch
-        (default ``2 * k`` plus the longest exclusion list). Places beyond a user's rankable items
+        (default ``2 * k`` plus the 90th percentile of the exclusion lengths). Places beyond a user's rankable items
         hold row -1, score -inf, interest -1, as in ``topk_items``.
         """
         from bamrec.retrieval.recommend import as_csr
@@ -249,11 +249,15 @@ class ItemIndex:
         else:
             offsets, ids = np.zeros(batch + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
         lengths = np.diff(offsets)
-        excluded_keys = np.unique(np.repeat(np.arange(batch), lengths) * (self.num_items + 1) + ids)
-        rankable = self.num_items - _distinct_rankable_excluded(offsets, ids)  # [B]
+        width = self.num_items + 1
+        excluded_keys = np.unique(np.repeat(np.arange(batch), lengths) * width + ids)  # sorted (user, row) keys
+        real = excluded_keys % width > 0  # padding row 0 is not in the index anyway
+        rankable = self.num_items - np.bincount(excluded_keys[real] // width, minlength=batch)  # [B]
         wanted = np.minimum(k, rankable)  # [B] results each user can have
 
-        fetch = int(fetch) if fetch else 2 * k + int(lengths.max(initial=0))
+        # Most users need k plus the part of their history near the top; the 90th percentile of the
+        # exclusion lengths covers most at once, the rest grow geometrically.
+        fetch = int(fetch) if fetch else 2 * k + int(np.quantile(lengths, 0.9)) if len(ids) else 2 * k
         nprobe = self.params.nprobe
         pending = np.arange(batch)
         while len(pending):
@@ -286,44 +290,52 @@ class ItemIndex:
         """One batched faiss search of every interest, merged per user (see the module docstring).
 
         Returns rows/scores/interest ``[P, k]`` and ``cut [P]``, the best score faiss may have left
-        out of a user's lists (-inf when every list is complete).
+        out of a user's lists (-inf when every list is complete). Row-wise sorts of the ``[P, K * fetch]``
+        candidates, no Python loop over users.
         """
+        from bamrec.retrieval.recommend import order_keys
+
         num_users, num_interests, dim = queries.shape
+        width = self.num_items + 1
         if self.params.kind == "hnsw":
             self.index.hnsw.efSearch = max(self.params.ef_search, fetch)
         scores, labels = self.index.search(queries.reshape(-1, dim), fetch)  # [P * K, fetch] each
-        labels = labels.astype(np.int64, copy=False) + 1  # faiss positions -> item rows; -1 -> 0
+        labels = labels.astype(np.int64, copy=False) + 1  # faiss positions -> item rows; -1 -> 0 (none)
         # Best score faiss may have left out of each interest's list: its last returned score, when
         # the list is full (fewer than ``fetch`` results means everything reachable was returned).
         full = labels[:, -1] > 0
         cut = np.where(full & (fetch < self.num_items), scores[:, -1], -np.inf).reshape(num_users, num_interests)
-        cut = cut.max(1)  # [P]
-        user = np.repeat(np.arange(num_users), num_interests * fetch)  # [P * K * fetch]
-        interest = np.tile(np.repeat(np.arange(num_interests), fetch), num_users)
-        rows, flat_scores = labels.reshape(-1), scores.reshape(-1)
-        keep = rows > 0
+        rows = labels.reshape(num_users, -1)  # [P, K * fetch]
+        scores = scores.reshape(num_users, -1)  # [P, K * fetch]
+        invalid = rows == 0
         if len(excluded_keys):
-            keep &= ~np.isin(users[user] * (self.num_items + 1) + rows, excluded_keys, assume_unique=False)
-        user, interest, rows, flat_scores = user[keep], interest[keep], rows[keep], flat_scores[keep]
-        # De-duplicate: per (user, item), the highest score, then the lowest interest index.
-        order = np.lexsort((interest, -flat_scores, rows, user))
-        user, interest, rows, flat_scores = user[order], interest[order], rows[order], flat_scores[order]
-        first = np.ones(len(rows), dtype=bool)
-        first[1:] = (user[1:] != user[:-1]) | (rows[1:] != rows[:-1])
-        user, interest, rows, flat_scores = user[first], interest[first], rows[first], flat_scores[first]
+            keys = users[:, None] * width + rows  # [P, K * fetch]
+            place = np.minimum(np.searchsorted(excluded_keys, keys), len(excluded_keys) - 1)
+            invalid |= excluded_keys[place] == keys
+        rows_t = torch.from_numpy(rows)
+        scores_t = torch.from_numpy(np.where(invalid, np.float32(-np.inf), scores).astype(np.float32, copy=False))
+        interest_t = torch.arange(num_interests).repeat_interleave(fetch).expand(num_users, -1)  # [P, K * fetch]
+        # De-duplicate: order by (score desc, interest asc), then stably by row; the first of each
+        # row's run is its best score (lowest interest on equal scores); the others drop out.
+        by_score = torch.argsort(order_keys(scores_t, interest_t), dim=1, descending=True, stable=True)
+        by_row = torch.sort(rows_t.gather(1, by_score), dim=1, stable=True).indices
+        order = by_score.gather(1, by_row)
+        rows_t, scores_t, interest_t = rows_t.gather(1, order), scores_t.gather(1, order), interest_t.gather(1, order)
+        repeat = torch.zeros_like(rows_t, dtype=torch.bool)
+        repeat[:, 1:] = rows_t[:, 1:] == rows_t[:, :-1]
+        scores_t = scores_t.masked_fill(repeat, float("-inf"))
         # Rank: score descending, item row ascending (the exact ranking's ties rule).
-        order = np.lexsort((rows, -flat_scores, user))
-        user, interest, rows, flat_scores = user[order], interest[order], rows[order], flat_scores[order]
-        starts = np.searchsorted(user, np.arange(num_users))
-        place = np.arange(len(user)) - starts[user]
-        take = place < k
-        out_rows = np.full((num_users, k), -1, dtype=np.int64)
+        take = min(k, rows_t.shape[1])
+        best = order_keys(scores_t, rows_t).topk(take, dim=1).indices  # [P, take]
         out_scores = np.full((num_users, k), -np.inf, dtype=np.float32)
+        out_rows = np.full((num_users, k), -1, dtype=np.int64)
         out_interest = np.full((num_users, k), -1, dtype=np.int64)
-        out_rows[user[take], place[take]] = rows[take]
-        out_scores[user[take], place[take]] = flat_scores[take]
-        out_interest[user[take], place[take]] = interest[take]
-        return out_rows, out_scores, out_interest, cut
+        top_scores = scores_t.gather(1, best).numpy()
+        missing = np.isneginf(top_scores)
+        out_scores[:, :take] = top_scores
+        out_rows[:, :take] = np.where(missing, -1, rows_t.gather(1, best).numpy())
+        out_interest[:, :take] = np.where(missing, -1, interest_t.gather(1, best).numpy())
+        return out_rows, out_scores, out_interest, cut.max(1)
 
     def _exact_fallback(self, queries: np.ndarray, k: int, users: np.ndarray, offsets: np.ndarray,
                         ids: np.ndarray, out_rows: np.ndarray, out_scores: np.ndarray,
@@ -334,15 +346,6 @@ class ItemIndex:
         rows, scores, interest = topk_items(torch.from_numpy(queries[users]), torch.from_numpy(self.vectors), k,
                                             exclude=exclude)
         out_rows[users], out_scores[users], out_interest[users] = rows.numpy(), scores.numpy(), interest.numpy()
-
-
-def _distinct_rankable_excluded(offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Per user, how many distinct rows in ``1..N`` its exclusion list removes."""
-    batch = len(offsets) - 1
-    user = np.repeat(np.arange(batch), np.diff(offsets))
-    keep = ids > 0
-    pairs = np.unique(np.stack([user[keep], ids[keep]], axis=1), axis=0) if keep.any() else np.zeros((0, 2), np.int64)
-    return np.bincount(pairs[:, 0], minlength=batch) if len(pairs) else np.zeros(batch, dtype=np.int64)
 
 
 def _to_gpu(index: Any, params: IndexParams) -> Any:
