@@ -80,7 +80,7 @@ def test_stale_and_damaged_exports_are_refused(tiny_run, exported, tmp_path, cap
     assert "damaged: items.parquet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model", ["comirec-sa", "comirec-dr", "mind", "single", "remi"])
+@pytest.mark.parametrize("model", ["comirec-sa", "comirec-dr", "mind", "single", "remi", "sasrec"])
 def test_onnx_extractor_matches_torch(model, tmp_path):
     pytest.importorskip("onnxruntime")
     config = ModelConfig(model=model, seq_len=12, hidden_size=16, num_interests=3)

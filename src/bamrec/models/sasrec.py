@@ -108,7 +108,9 @@ class SASRec(MultiInterestBackbone):
         h = self.input_dropout(h) * keep  # [B, L, D]
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()  # [L, L]
         # Valid keys at or before the query; the diagonal always, so a padded query row is never empty.
-        allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=items.device)  # [B, L, L]
+        # (A float eye cast to bool: onnxruntime has no boolean EyeLike, and the ONNX export must run.)
+        diagonal = torch.eye(length, device=items.device).bool()  # [L, L]
+        allowed = (causal & mask[:, None, :]) | diagonal  # [B, L, L]
         allowed = allowed.unsqueeze(1)  # [B, 1, L, L]
         for block in self.blocks:
             h = block(h, allowed, keep)
@@ -118,5 +120,6 @@ class SASRec(MultiInterestBackbone):
         """The user vector ``[B, 1, D]``: the output at the last valid position of each history."""
         states = self.sequence_states(items, mask)  # [B, L, D]
         last = (mask.sum(dim=1) - 1).clamp_min(0)  # [B]
-        user = states[torch.arange(len(items), device=items.device), last]  # [B, D]
-        return user.unsqueeze(1)  # [B, 1, D] (zero for an empty history: its states are masked)
+        # A gather rather than indexing with arange(B): the traced ONNX graph keeps B dynamic.
+        user = states.gather(1, last[:, None, None].expand(-1, 1, states.shape[-1]))  # [B, 1, D]
+        return user  # [B, 1, D] (zero for an empty history: its states are masked)
