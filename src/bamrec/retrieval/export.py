@@ -28,6 +28,7 @@ within ``ONNX_RTOL`` / ``ONNX_ATOL`` (``np.allclose``); the largest difference i
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -126,7 +127,9 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     _prepare_out(out, overwrite)
     model = run.model.eval()
     with torch.inference_mode():
-        table = model.item_embeddings().detach().cpu().float()  # [N + 1, D]
+        table = model.item_embeddings().detach()
+    device = table.device
+    table = table.cpu().float()  # [N + 1, D]
     items = table[1:].numpy()  # [N, D]
     np.save(out / "item_vectors.npy", items)
     pq.write_table(pa.table({"row": pa.array(np.arange(1, len(items) + 1, dtype=np.int64)),
@@ -155,7 +158,7 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
             hi = min(lo + user_batch_size, num_users)
             starts, ends = offsets[lo:hi], offsets[lo + 1:hi + 1]
             history, mask = gather_windows(flat_items, starts, ends, seq_len)  # [B, L]
-            chunk = interest_fn(history, mask).detach().cpu().float().numpy()  # [B, K, D]
+            chunk = interest_fn(history.to(device), mask.to(device)).detach().cpu().float().numpy()  # [B, K, D]
             vectors[lo:hi] = chunk
             ids = id_array(user_ids[lo:hi].tolist())
             users_writer.write_table(pa.table({"row": pa.array(np.arange(lo + 1, hi + 1, dtype=np.int64)),
@@ -170,8 +173,9 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     del vectors
 
     onnx_record = None
-    if onnx:
-        onnx_record = export_onnx(model, seq_len, out / ONNX_FILE, dataset=dataset)
+    if onnx:  # traced on the CPU (the graph is device-independent); a copy, so the run's model stays put
+        cpu_model = model if device.type == "cpu" else copy.deepcopy(model).cpu()
+        onnx_record = export_onnx(cpu_model, seq_len, out / ONNX_FILE, dataset=dataset)
 
     if run_checksums(run.path) != checksums_before:
         raise RunDirError(f"run {run.path} changed while it was being exported; export it again")

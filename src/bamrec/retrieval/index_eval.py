@@ -61,6 +61,7 @@ def evaluate_with_search(
         raise DataError("nothing to evaluate: the view has no users (a user needs at least 3 interactions)")
     depth = min(max(cutoffs), dataset.num_items)
     items = torch.from_numpy(dataset.items)  # int32 [nnz]
+    device = item_embeddings.device  # the model's: histories go there, interests come back to the CPU
     embeddings = item_embeddings.detach().cpu().float()  # [N + 1, D]
     ranks, chosen = [], []
     for lo in range(0, len(view), batch_size):
@@ -69,7 +70,7 @@ def evaluate_with_search(
         ends = torch.from_numpy(view.history_end[lo:hi])
         targets = torch.from_numpy(view.targets[lo:hi]).long()  # [B]
         history, mask = gather_windows(items, starts, ends, seq_len)  # [B, L]
-        interests = interest_fn(history, mask).detach().cpu().float()  # [B, K, D]
+        interests = interest_fn(history.to(device), mask.to(device)).detach().cpu().float()  # [B, K, D]
         exclusion = _exclusion_without_target(history_csr(items, starts, ends), targets)
         rows, _, _ = searcher.search(interests, depth, exclusion)  # [B, depth]
         hit = rows == targets.numpy()[:, None]  # [B, depth]

@@ -103,6 +103,7 @@ class Candidates:
         self.seq_len = seq_len
         self.searcher = searcher
         self._dataset_fn = dataset
+        self._dataset: SequenceDataset | None = None
         self._user_index: dict[Any, int] | None = None
         self.limits = limits
         self.device = torch.device(device)
@@ -112,9 +113,12 @@ class Candidates:
         return len(self.item_ids) - 1
 
     def dataset(self) -> SequenceDataset:
+        """The run's dataset, loaded (and checked) on first use."""
         if self._dataset_fn is None:
             raise DataError("this model has no dataset attached: query with a history of item ids instead of a user")
-        return self._dataset_fn()
+        if self._dataset is None:
+            self._dataset = self._dataset_fn()
+        return self._dataset
 
     def user_row(self, user: Any) -> int:
         """The internal id (1-based) of original user id ``user``; UnknownIdError if absent."""
