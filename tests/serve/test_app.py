@@ -163,3 +163,17 @@ def test_bamrec_serve_command_on_an_export(tiny_run, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_limits_and_ids_are_validated():
+    from bamrec.errors import ConfigError, UnknownIdError
+    from bamrec.retrieval.service import Limits, coerce_id
+
+    with pytest.raises(ConfigError, match="max_k"):
+        Limits(max_k=0)
+    ids = np.array([1, 2, 3])
+    assert coerce_id("2", ids) == 2 and coerce_id(2.0, ids) == 2
+    for bad in (2.5, True, "x"):
+        with pytest.raises(UnknownIdError, match="integers"):
+            coerce_id(bad, ids)
+    assert coerce_id(7, np.array(["a", "7"])) == "7"
