@@ -39,7 +39,11 @@ def ranks_file(cells_dir: Path, cell_id: str) -> Path:
 
 
 def git_commit(start: Path | None = None) -> str:
-    """The bamrec source tree's commit (``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    """The bamrec source tree's commit (``+dirty`` when it has uncommitted changes), or ``unknown``.
+
+    ``BAMREC_COMMIT`` overrides it, for code run from an exported snapshot of a commit (no .git)."""
+    if os.environ.get("BAMREC_COMMIT"):
+        return os.environ["BAMREC_COMMIT"]
     where = start or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
