@@ -66,28 +66,6 @@ def test_run_skip_and_extend(tmp_path, data_dir, capsys):
     assert "4 of 4 cells done" in md and "Against the baseline" in md and (out / "plots/recall20-standard.png").is_file()
 
 
-def test_interrupted_cell_resumes(tmp_path, data_dir):
-    from bamrec.api import train
-
-    exp = load_experiment(_file(tmp_path, data_dir, [1]))
-    cell = exp.cells[0]
-    out = tmp_path / "exp"
-    run_dir = out / "runs" / cell.id
-    # what an interruption after the first validation check leaves: last.ckpt at iteration 20
-    half = dict(cell.options, max_iters=20, progress=False)
-    train(half, run_dir, progress=False, verbose=False)
-    summary = ckpt.read_json(run_dir / "summary.json")
-    ckpt.write_json(run_dir / "summary.json", dict(summary, stopped="interrupted"))
-    only_first = parse_experiment({"name": "tiny", "grid": {"seed": [1]}})  # an Experiment of one cell
-    only_first = type(only_first)(name="tiny", path=None, cells=(cell,))
-    report = run_experiment(only_first, out, threads=1, log=lambda m: None)
-    assert report.finished == [cell.id] and not report.failed
-    record = json.loads((out / "cells" / f"{cell.id}.json").read_text())
-    assert record["resumed"] is True and record["iters"] == 40
-    checks = [r["iter"] for r in ckpt.read_jsonl(run_dir / "metrics.jsonl")]
-    assert checks == [20, 40]  # continued from the checkpoint, not restarted
-
-
 def test_bad_cell_fails_cleanly(tmp_path, capsys):
     file = tmp_path / "bad.toml"
     file.write_text(f'name = "bad"\n[grid]\ndata = ["{tmp_path / "missing"}"]\nseed = [1]\n')
@@ -96,6 +74,8 @@ def test_bad_cell_fails_cleanly(tmp_path, capsys):
     assert "FAILED" in err and "Traceback" not in err.split("last lines")[0]
     assert main(["experiment", str(tmp_path / "nope.toml")]) == 2
     assert "experiment file not found" in capsys.readouterr().err
+    assert main(["experiment", str(file), "--report-only", "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "no cell summaries in" in capsys.readouterr().err
 
 
 def _fake_cell(cells_dir, cell, recall, ranks):
@@ -143,3 +123,41 @@ def test_baseline_is_the_closest_matching_configuration():
     assert find_baseline(configs[3], configs, spec) == 0
     assert find_baseline(configs[0], configs, spec) is None  # a baseline itself
     assert find_baseline({"data": "c", "selection": "bam-p"}, configs, spec) is None  # none on its data
+
+
+def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # lr ~ 0: validation never improves after the first check, so patience 2 ends the cell at
+    # iteration 600; the runner is stopped right after the first check (200).
+    options = dict(TINY, max_iters=600, eval_every=200, patience=2, lr=1e-12)
+    file = tmp_path / "long.toml"
+    fixed = "\n".join(f"{k} = {v}" for k, v in options.items())
+    file.write_text(f'name = "long"\n[grid]\ndata = ["{data_dir}"]\nseed = [1]\n[fixed]\n{fixed}\n')
+    out = tmp_path / "exp"
+    command = [sys.executable, "-m", "bamrec.cli", "experiment", str(file), "--out", str(out), "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    runner = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [cell] = load_experiment(file).cells
+    metrics = out / "runs" / cell.id / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=120)
+    stopped_at = [r["iter"] for r in ckpt.read_jsonl(metrics)]
+    assert stopped_at and stopped_at[-1] < 600, "the cell finished before the runner was stopped"
+    assert runner.returncode == 130 and "rerun the same command" in err, err
+    assert not list(out.glob("cells/*.json"))  # an interrupted cell is not a finished cell
+    assert (metrics.parent / "last.ckpt").is_file()
+
+    report = run_experiment(load_experiment(file), out, threads=1, log=lambda m: None)
+    assert report.finished == [cell.id] and not report.failed
+    record = json.loads((out / "cells" / f"{cell.id}.json").read_text())
+    # the trainer had written summary.json (stopped: interrupted) on SIGTERM: resumed, not taken as done
+    assert record["resumed"] is True and record["stopped"] == "patience"
+    assert [r["iter"] for r in ckpt.read_jsonl(metrics)] == [200, 400, 600]  # continued, not restarted

@@ -26,6 +26,9 @@ def _experiment(args: argparse.Namespace) -> int:
     status = 0
     for experiment in experiments:
         out = Path(args.out) if args.out else Path("experiments") / experiment.name
+        if args.report_only and not (out / "cells").is_dir():
+            raise ConfigError(f"no cell summaries in {out / 'cells'}: run the experiment without --report-only "
+                              "first, or give its directory with --out")
         if not args.report_only:
             report = run_experiment(
                 experiment, out, jobs=args.jobs, threads=args.threads, device=args.device,

@@ -21,7 +21,7 @@ from bamrec.experiments.stats import paired_bootstrap, paired_over_seeds, summar
 
 BOOTSTRAP_RESAMPLES = 2000
 DIAGNOSTIC_KEYS = ("selection_normalized_entropy", "selection_dead_interests", "retrieval_normalized_entropy",
-                   "planted_minor_recall")
+                   "interest_similarity_mean", "planted_minor_recall")
 
 
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -221,19 +221,22 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
         "",
         "Values are test metrics, mean ± sample std over seeds [95% t-interval]; `standard` removes the "
         "whole history from the ranking, `reference` is the original BaM evaluator's protocol "
-        "(docs/evaluation.md).",
+        "(docs/evaluation.md). *sel. entropy*: entropy of the training-time interest-selection shares / log K "
+        "(1 = every interest trained equally); *interest sim.*: mean cosine similarity between a user's "
+        "interest vectors on the test users (docs/diagnostics.md).",
         "",
     ]
     metrics = result["metrics"]
     header = ["dataset", "method", "seeds"] + [f"{m} ({p})" for p in PROTOCOLS for m in metrics] + [
-        "best iter", "train s", "sel. entropy"]
+        "best iter", "train s", "sel. entropy", "interest sim."]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for g in result["configurations"]:
         seeds = f"{len(g['seeds'])}/{len(g['planned_seeds'])}"
         row = [g["dataset"], g["method"], seeds]
         row += [_mean_ci(g["metrics"][p][m]) for p in PROTOCOLS for m in metrics]
         row += [_fmt(g["best_iter"]["mean"], 0), _fmt(g["train_time_s"]["mean"], 0),
-                _fmt(g["diagnostics"]["selection_normalized_entropy"]["mean"], 3)]
+                _fmt(g["diagnostics"]["selection_normalized_entropy"]["mean"], 3),
+                _fmt(g["diagnostics"]["interest_similarity_mean"]["mean"], 3)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     if result["comparisons"]:
@@ -303,6 +306,7 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     result = aggregate(experiment, out / "cells")
     from bamrec.training.checkpoint import write_json
 
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", _json_safe(result))
     plots = plot_results(result, out / "plots")
     (out / "results.md").write_text(render_markdown(result, plots, plot_base=out) + "\n", encoding="utf-8")

@@ -94,7 +94,11 @@ def run_experiment(
     done = finished_cells(experiment, cells_dir)
     report = RunReport(total=len(experiment.cells), skipped=sorted(done))
     todo = [c for c in experiment.cells if c.id not in done]
-    durations = [float(r["wall_time_s"]) for r in done.values() if r.get("wall_time_s")]
+    # Wall times per dataset: cells of one dataset cost about the same, datasets differ by 10x.
+    durations: dict[str, list[float]] = {}
+    for cell in experiment.cells:
+        if cell.id in done and done[cell.id].get("wall_time_s"):
+            durations.setdefault(cell.dataset, []).append(float(done[cell.id]["wall_time_s"]))
     log(f"experiment {experiment.name}: {len(experiment.cells)} cells, {len(done)} already done, "
         f"{len(todo)} to run ({jobs} job{'s' if jobs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''})")
     started = time.perf_counter()
@@ -106,8 +110,16 @@ def run_experiment(
         left = len(queue) + len(running)
         eta = ""
         if durations and left:
-            per_cell = sum(durations) / len(durations)
-            eta = f", about {_format_duration(per_cell * left / jobs)} left"
+            every = [d for values in durations.values() for d in values]
+            fallback = sum(every) / len(every)
+
+            def cost(cell: Cell) -> float:
+                seen = durations.get(cell.dataset)
+                return sum(seen) / len(seen) if seen else fallback
+
+            remaining = sum(cost(c) for c in queue) + sum(
+                max(0.0, cost(c) - (time.perf_counter() - t0)) for _, t0, c in running.values())
+            eta = f", about {_format_duration(remaining / jobs)} left"
         log(f"[{finished}/{report.total} done{', ' + str(len(running)) + ' running' if running else ''}, "
             f"{_format_duration(time.perf_counter() - started)} elapsed{eta}] {event}")
 
@@ -133,7 +145,7 @@ def run_experiment(
                 elapsed = time.perf_counter() - t0
                 if code == 0 and cell_file(cells_dir, cell_id).is_file():
                     report.finished.append(cell_id)
-                    durations.append(elapsed)
+                    durations.setdefault(cell.dataset, []).append(elapsed)
                     progress_line(f"finished {cell_id} in {_format_duration(elapsed)}")
                     new_results = True
                 elif code == EXIT_INTERRUPTED:
