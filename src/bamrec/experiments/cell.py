@@ -97,10 +97,15 @@ def _finished_training(run_dir: Path, config) -> bool:
     summary = run_dir / ckpt.SUMMARY_FILE
     if not summary.is_file() or not (run_dir / ckpt.WEIGHTS_FILE).is_file():
         return False
-    if str(ckpt.read_json(summary).get("stopped", "")).startswith("interrupted"):  # "interrupted (SIGTERM)"
+    if _interrupted(ckpt.read_json(summary).get("stopped")):
         return False
     saved, _ = ckpt.read_config(run_dir)
     return _identity(saved) == _identity(config)
+
+
+def _interrupted(stopped: object) -> bool:
+    """``interrupted`` or ``interrupted (SIGTERM)``: the trainer kept its best checkpoint, the cell is unfinished."""
+    return str(stopped or "").startswith("interrupted")
 
 
 def _identity(config) -> dict[str, Any]:
@@ -149,6 +154,8 @@ def run_cell(job: dict[str, Any]) -> int:
         print(f"cell {job['cell']}: training already finished in {run_dir}; testing it", flush=True)
     else:
         resumed = (run_dir / ckpt.RESUME_FILE).is_file()
+        if not resumed:
+            (run_dir / RANKS_FILE).unlink(missing_ok=True)  # not one of the trainer's files: ours to clear
         callbacks = []
         if job.get("tensorboard"):
             from bamrec.reports.tensorboard import TensorBoardLogger, clear_events
@@ -157,7 +164,7 @@ def run_cell(job: dict[str, Any]) -> int:
                 clear_events(Path(job["tensorboard"]) / job["cell"])
             callbacks.append(TensorBoardLogger(Path(job["tensorboard"]) / job["cell"]))
         result = train(config, run_dir, overwrite=not resumed, resume=resumed, progress=False, callbacks=callbacks)
-        if result.stopped.startswith("interrupted"):
+        if _interrupted(result.stopped):
             print(f"cell {job['cell']}: interrupted at iteration {result.iters}; rerun to resume", flush=True)
             return EXIT_INTERRUPTED
         summary = ckpt.read_json(run_dir / ckpt.SUMMARY_FILE)
