@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from bamrec.cli import main
-from bamrec.data.sequences import SequenceDataset
 
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "40", "--no-progress"]
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))
-    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
-    return tmp_path / "data"
+def data_dir(tiny_data):
+    return tiny_data
 
 
 def test_train_evaluate_recommend(data_dir, tmp_path, capsys):

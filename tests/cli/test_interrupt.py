@@ -11,23 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bamrec.data.sequences import SequenceDataset
 from bamrec.training import checkpoint as ckpt
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("interrupt") / "data"
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))
-    SequenceDataset.from_sequences(sequences).save(path)
-    return path
+@pytest.fixture
+def data_dir(tiny_data):
+    return tiny_data
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from bamrec.cli import main
-from bamrec.data.sequences import SequenceDataset
 from bamrec.training import checkpoint as ckpt
 
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "20", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("rundirs") / "data"
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))
-    SequenceDataset.from_sequences(sequences).save(path)
-    return path
+@pytest.fixture
+def data_dir(tiny_data):
+    return tiny_data
 
 
 def train(data_dir, out, *extra):

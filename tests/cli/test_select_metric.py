@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bamrec.cli import main
-from bamrec.data.sequences import SequenceDataset
 from bamrec.training import checkpoint as ckpt
 
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
@@ -16,12 +15,8 @@ FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batc
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))
-    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
-    return tmp_path / "data"
+def data_dir(tiny_data):
+    return tiny_data
 
 
 def test_cutoffs_without_10_train_and_keep_a_checkpoint(data_dir, tmp_path, capsys):
