@@ -22,7 +22,11 @@ NEGATIVE_MODES = ("shared", "per-example")
 BAM_L_GRADS = ("straight-through", "none")
 PROTOCOLS = ("standard", "reference")
 METRIC_KINDS = ("recall", "ndcg", "mrr")  # ranking metrics, named <kind>@<cutoff> (evaluation.metrics)
-VALID_PROTOCOLS = ("standard",)  # validation steps of training (bamrec.training.validation.VALIDATIONS)
+VALID_PROTOCOLS = ("standard", "reference")  # validation steps of training (bamrec.training.validation.VALIDATIONS)
+RECIPES = ("bamrec", "original")
+ROUTING_NORMS = ("valid", "padded", "interests")
+ROUTING_EVALS = ("fixed", "random")
+RR_POSITIONS = ("valid", "all")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ModelConfig:
     num_blocks: int = 2  # transformer blocks (SASRec)
     num_heads: int = 1  # attention heads (SASRec)
     dropout: float = 0.2  # dropout rate (SASRec)
+    routing_norm: str = "valid"  # MIND coupling softmax: over "valid" positions, all L then zero padding ("padded", original), or over "interests" (paper B2I)
+    routing_eval: str = "fixed"  # MIND routing start at evaluation: a "fixed" seeded draw, or "random" at every forward (original)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class TrainConfig:
     remove_accidental_hits: bool = False  # mask sampled negatives equal to the positive
     remi_beta: float = 0.0  # REMI interest-aware hard negatives (0 = off)
     remi_lambda: float = 0.0  # REMI routing regularisation weight (0 = off)
+    rr_positions: str = "valid"  # routing regularisation centres/sums over "valid" positions or "all" L (original)
+    ihn_detach: bool = True  # REMI hard-negative weights carry no gradient (False = original)
     batch_size: int = 128  # training examples per step
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # Adam weight decay
@@ -61,8 +69,9 @@ class TrainConfig:
     eval_every: int = 1000  # steps between validation checks
     patience: int = 15  # validation checks without improvement before stopping
     select_metric: str = "recall@10"  # validation metric of early stopping / the best checkpoint (its cutoff is always evaluated)
-    valid_users: int = 0  # fixed validation users: 0 = all, else a seeded subset of this size
-    valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS
+    valid_users: int = 0  # standard: fixed users (0 = all, else a seeded subset); reference: users drawn per check (0 = 1000)
+    valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS ("reference": the original's)
+    recipe: str = "bamrec"  # preset filling every option not given: "bamrec" (our defaults) or "original" (bamrec.compat.recipe)
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     progress: bool = True  # show a tqdm progress bar
@@ -96,6 +105,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bam_l_grad": BAM_L_GRADS,
     "protocol": PROTOCOLS,
     "valid_protocol": VALID_PROTOCOLS,
+    "recipe": RECIPES,
+    "routing_norm": ROUTING_NORMS,
+    "routing_eval": ROUTING_EVALS,
+    "rr_positions": RR_POSITIONS,
 }
 
 
@@ -183,6 +196,10 @@ def run_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    # The recipe (bamrec.compat.recipe, a plain table) fills the options it sets that are not given.
+    from bamrec.compat.recipe import apply_recipe
+
+    values = apply_recipe(values)
     return RunConfig(
         data=str(values.get("data", "")),
         model=_build(ModelConfig, values.get("model", {}), "model"),
@@ -201,9 +218,19 @@ def flat_fields() -> dict[str, str]:
 
 
 def run_config_from_flat(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """Apply flat ``option -> value`` pairs (CLI flags, a flat config file) on top of ``base``."""
-    nested = to_dict(base or RunConfig())
+    """Apply flat ``option -> value`` pairs (CLI flags, a flat config file) on top of ``base``.
+
+    Options given neither here nor in ``base`` come from the recipe (``recipe``, default "bamrec").
+    A ``recipe`` given here on top of a ``base`` replaces the base's values of the options it sets.
+    """
+    nested: dict[str, Any] = to_dict(base) if base is not None else {"model": {}, "train": {}, "eval": {}}
     where = flat_fields()
+    if base is not None and "recipe" in values:
+        from bamrec.compat.recipe import SECTION, recipe_values
+
+        check_choice("recipe", str(values["recipe"]))
+        for option, value in recipe_values(str(values["recipe"])).items():
+            nested[SECTION[option]][option] = value
     for name, value in values.items():
         if name == "data":
             nested["data"] = str(value)

@@ -81,11 +81,46 @@ def test_unknown_and_partial_selector_keys() -> None:
         reference_state_to_backbone(state)
 
 
-def test_seq_len_must_match_and_mind_is_refused() -> None:
+def test_seq_len_must_match_and_a_comirec_checkpoint_is_not_mind() -> None:
     with pytest.raises(ConfigError, match="seq_len=7.*use seq_len=5"):
         reference_state_to_backbone(original_state(), seq_len=7)
-    with pytest.raises(ConfigError, match="MIND"):
-        reference_state_to_backbone(original_state(), backbone="mind")
+    with pytest.raises(RunDirError, match="looks like a ComiRec-SA checkpoint"):
+        reference_state_to_backbone(original_state(), backbone="mind", seq_len=5)
+
+
+def mind_state(n: int = 9, d: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {
+        "embeddings.weight": torch.randn(n + 1, d, generator=g),
+        "capsule_network.linear.weight": torch.randn(d, d, generator=g),
+        "capsule_network.relu.0.weight": torch.randn(d, d, generator=g),
+        "sample_loss.logprob_noise": torch.full((n + 1,), -2.0),
+    }
+
+
+def test_mind_checkpoint_maps_and_routes_as_the_original() -> None:
+    from bamrec.models import MIND
+
+    state = mind_state()
+    model, selector_state = reference_state_to_backbone(state, backbone="mind", seq_len=6, num_interests=3)
+    assert isinstance(model, MIND) and not model.training and selector_state is None
+    assert (model.num_items, model.hidden_size, model.num_interests, model.seq_len) == (9, 4, 3, 6)
+    assert (model.routing_norm, model.routing_eval) == ("padded", "fixed")
+    assert torch.equal(model.linear.weight, state["capsule_network.linear.weight"])
+    assert torch.equal(model.embeddings.weight, state["embeddings.weight"])
+
+
+def test_mind_import_needs_seq_len_and_names_bad_keys() -> None:
+    with pytest.raises(ConfigError, match="give seq_len"):
+        reference_state_to_backbone(mind_state(), backbone="mind")
+    state = mind_state()
+    state["capsule_network.extra"] = torch.zeros(2)
+    with pytest.raises(RunDirError, match="capsule_network.extra"):
+        reference_state_to_backbone(state, backbone="mind", seq_len=6)
+    state = mind_state()
+    state["capsule_network.linear.weight"] = torch.zeros(4, 5)
+    with pytest.raises(RunDirError, match="capsule_network.linear.weight"):
+        reference_state_to_backbone(state, backbone="mind", seq_len=6)
 
 
 def test_load_errors(tmp_path) -> None:

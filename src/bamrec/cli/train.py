@@ -147,7 +147,8 @@ def _import_reference(args: argparse.Namespace) -> int:
 
     path = import_reference(args.checkpoint, data=args.data, backbone=args.backbone, seq_len=args.seq_len,
                             selection=args.selection, out=args.out, overwrite=args.overwrite,
-                            temperature=args.temperature)
+                            temperature=args.temperature, num_interests=args.num_interests,
+                            routing_eval=args.routing_eval, seed=args.seed, num_negatives=args.num_negatives)
     print(f"imported {args.checkpoint} into {path}; evaluate it with: bamrec evaluate {path} --protocol reference")
     return 0
 
@@ -204,7 +205,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="the original's model.pt (a state_dict)")
     p.add_argument("--data", required=True, help="the prepared dataset it was trained on")
     p.add_argument("--backbone", choices=("comirec-sa", "mind"), default="comirec-sa")
-    p.add_argument("--seq-len", type=int, default=200)
+    p.add_argument("--seq-len", type=int, default=200,
+                   help="ComiRec-SA: must match the checkpoint; MIND: the history length it was trained with "
+                        "(the original uses 100 on ML-1M)")
+    p.add_argument("--num-interests", type=int, default=4, help="MIND only (its checkpoint does not record K)")
+    p.add_argument("--routing-eval", choices=CHOICES["routing_eval"], default="fixed",
+                   help="MIND only: fixed seeded routing start at evaluation, or the original's random draw")
+    p.add_argument("--seed", type=int, default=2021, help="MIND only: seeds the fixed evaluation routing start")
+    p.add_argument("--num-negatives", type=int, default=1280,
+                   help="the original's --sampled_n (only matters if the run is trained further)")
     p.add_argument("--selection", choices=CHOICES["selection"], default=None,
                    help="default: bam-l when the checkpoint has BaM_l projections, else bam-p")
     p.add_argument("--temperature", type=float, default=1.0)

@@ -15,8 +15,18 @@ positive item (Eq. 9's order, ``W_a`` then ``W_b``), so ``l1 -> interest_proj`` 
 ``l2 -> target_proj`` of ``BaMSelector``; they only matter for further training (in the released
 checkpoint they are still at their initial values, since the original never trains them).
 
-MIND checkpoints are not supported: no MIND checkpoint of the original is available to verify a
-key mapping against, so the import refuses rather than guess.
+For MIND (Li et al., CIKM 2019) the original's keys are
+
+    embeddings.weight                  [N + 1, D]
+    capsule_network.linear.weight      [D, D]   the shared bilinear map -> MIND.linear.weight
+    capsule_network.relu.0.weight      [D, D]   ignored: the original's main.py builds MIND with
+                                                relu_layer=False, so this layer is never applied
+    sample_loss.logprob_noise, l1.*, l2.*       as above
+
+A MIND checkpoint holds no position embedding, so ``seq_len`` must be given (the original uses 100
+on ML-1M). The imported MIND routes as the original (``routing_norm="padded"``); its evaluation
+routing start is the seeded fixed draw unless ``routing_eval="random"`` is asked for. This mapping
+is verified against checkpoints the original code writes (``tests/compat/test_fidelity.py``).
 """
 
 from __future__ import annotations
@@ -28,9 +38,12 @@ import torch
 
 from bamrec.errors import ConfigError, RunDirError
 from bamrec.models.comirec_sa import ComiRecSA
+from bamrec.models.mind import MIND
 
-SUPPORTED_BACKBONES = ("comirec-sa",)
+SUPPORTED_BACKBONES = ("comirec-sa", "mind")
 IGNORED_KEYS = ("sample_loss.logprob_noise",)
+MIND_IGNORED_KEYS = ("capsule_network.relu.0.weight",)
+MIND_KEYS = {"embeddings.weight": "embeddings.weight", "capsule_network.linear.weight": "linear.weight"}
 SELECTOR_KEYS = {
     "l1.weight": "interest_proj.weight",
     "l1.bias": "interest_proj.bias",
@@ -58,7 +71,7 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int,
     if key not in state:
         raise RunDirError(
             f"reference checkpoint lacks key {key!r} (has: {', '.join(sorted(state))}); "
-            "is it a ComiRec-SA checkpoint of the original BaM code?"
+            "is it a checkpoint of the original BaM code for this backbone?"
         )
     shape = tuple(state[key].shape)
     if len(shape) != ndim:
@@ -90,19 +103,21 @@ def reference_state_to_backbone(
     state_dict: Mapping[str, torch.Tensor],
     backbone: str = "comirec-sa",
     seq_len: int | None = None,
-) -> tuple[ComiRecSA, dict[str, torch.Tensor] | None]:
-    """Build a ``ComiRecSA`` (in eval mode) from an original checkpoint's state_dict.
+    num_interests: int | None = None,
+    routing_eval: str = "fixed",
+    seed: int = 0,
+) -> tuple[ComiRecSA | MIND, dict[str, torch.Tensor] | None]:
+    """Build a ``ComiRecSA`` or ``MIND`` (in eval mode) from an original checkpoint's state_dict.
 
-    Sizes come from the checkpoint (N, D, K and L; ``seq_len``, when given, must equal L). Returns
-    the backbone and, for BaM_l checkpoints, a state_dict for ``BaMSelector(mode="bam-l",
-    bam_l_dim=d')`` (keys ``interest_proj.*``, ``target_proj.*``), else None. Missing, misshapen or
-    unknown keys raise ``RunDirError`` naming the key and its shape.
+    ComiRec-SA: sizes come from the checkpoint (N, D, K and L; ``seq_len``, when given, must equal
+    L). MIND: N and D come from the checkpoint, ``seq_len`` and ``num_interests`` (default 4) must be
+    given because its weights do not hold them; ``routing_eval`` and ``seed`` set the evaluation
+    routing start. Returns the backbone and, for BaM_l checkpoints, a state_dict for
+    ``BaMSelector(mode="bam-l", bam_l_dim=d')`` (keys ``interest_proj.*``, ``target_proj.*``), else
+    None. Missing, misshapen or unknown keys raise ``RunDirError`` naming the key and its shape.
     """
     if backbone == "mind":
-        raise ConfigError(
-            "importing MIND checkpoints of the original BaM code is not supported: its key layout "
-            "cannot be verified (no MIND checkpoint is available); only comirec-sa can be imported"
-        )
+        return _mind_from_state(state_dict, seq_len, num_interests or 4, routing_eval, seed)
     if backbone not in SUPPORTED_BACKBONES:
         supported = ", ".join(SUPPORTED_BACKBONES)
         raise ConfigError(f"cannot import a {backbone!r} reference checkpoint: supported: {supported}")
@@ -125,4 +140,31 @@ def reference_state_to_backbone(
         raise RunDirError(f"reference checkpoint key 'embeddings.weight' has {rows} rows; expected N + 1 >= 2")
     model = ComiRecSA(num_items=rows - 1, hidden_size=hidden, num_interests=interests, seq_len=length)
     model.load_state_dict({k: state_dict[k].detach().float() for k in _BACKBONE_KEYS}, strict=True)
+    return model.eval(), _selector_state(state_dict, hidden)
+
+
+def _mind_from_state(
+    state_dict: Mapping[str, torch.Tensor], seq_len: int | None, num_interests: int, routing_eval: str, seed: int
+) -> tuple[MIND, dict[str, torch.Tensor] | None]:
+    if seq_len is None or seq_len <= 0:
+        raise ConfigError("a MIND checkpoint does not record its history length: give seq_len (the original "
+                          "uses 100 on ML-1M; see its main.py)")
+    if "position_embedding" in state_dict or "linear2.weight" in state_dict:
+        raise RunDirError("this looks like a ComiRec-SA checkpoint (it has position_embedding / linear2): "
+                          "import it with backbone comirec-sa")
+    unknown = sorted(set(state_dict) - set(MIND_KEYS) - set(MIND_IGNORED_KEYS) - set(IGNORED_KEYS)
+                     - set(SELECTOR_KEYS))
+    if unknown:
+        shapes = ", ".join(f"{k} {list(state_dict[k].shape)}" for k in unknown)
+        raise RunDirError(f"reference checkpoint has keys a MIND checkpoint should not have: {shapes}")
+    rows, hidden = _shape(state_dict, "embeddings.weight", 2)
+    _shape(state_dict, "capsule_network.linear.weight", 2)
+    _expect(state_dict, "capsule_network.linear.weight", (hidden, hidden))
+    if rows < 2:
+        raise RunDirError(f"reference checkpoint key 'embeddings.weight' has {rows} rows; expected N + 1 >= 2")
+    model = MIND(num_items=rows - 1, hidden_size=hidden, num_interests=num_interests, seq_len=seq_len,
+                 seed=seed, routing_norm="padded", routing_eval=routing_eval)
+    weights = {ours: state_dict[theirs].detach().float() for theirs, ours in MIND_KEYS.items()}
+    weights["eval_routing_logits"] = model.eval_routing_logits
+    model.load_state_dict(weights, strict=True)
     return model.eval(), _selector_state(state_dict, hidden)

@@ -56,7 +56,8 @@ def build_backbone(config: ModelConfig, num_items: int, seed: int = 0) -> MultiI
     if config.model in ("comirec-sa", "remi"):
         return ComiRecSA(num_interests=config.num_interests, **common)
     if config.model == "mind":
-        return MIND(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
+        return MIND(num_interests=config.num_interests, routing_iters=config.routing_iters,
+                    routing_norm=config.routing_norm, routing_eval=config.routing_eval, **common)
     if config.model == "comirec-dr":
         return ComiRecDR(num_interests=config.num_interests, routing_iters=config.routing_iters, **common)
     if config.model == "sasrec":
@@ -84,6 +85,12 @@ def resolve_presets(config: RunConfig) -> RunConfig:
         train = dataclasses.replace(train, **updates)
     if model.model in SINGLE_INTEREST_MODELS and model.num_interests != 1:
         model = dataclasses.replace(model, num_interests=1)
+    if model.model != "mind" and (model.routing_norm, model.routing_eval) != ("valid", "fixed") \
+            and config.train.recipe == "bamrec":
+        raise ConfigError(
+            f"routing_norm / routing_eval are options of MIND; model {model.model!r} does not use them: "
+            "leave them at their defaults (valid, fixed)"
+        )
     if train.remi_lambda > 0 and model.model not in ATTENTION_MODELS:
         raise ConfigError(
             f"remi_lambda (REMI routing regularisation) needs an attention backbone "

@@ -6,23 +6,34 @@ C. Li, Z. Liu, M. Wu, Y. Xu, H. Zhao, P. Huang, G. Kang, Q. Chen, W. Li, D. L. L
 The variant used by BaM (J. Lee, J. Yun, U Kang, IEEE BigData 2024): one bilinear map ``W``
 shared by all interests, ``Ê = W · E_hist``; ``routing_iters`` (3) rounds of dynamic routing with
 squash; routing logits ``b [B, K, L]`` drawn from a standard normal at every training forward pass;
-coupling weights ``softmax_over_L(b)``; the first ``routing_iters - 1`` rounds read a
+coupling weights ``softmax_over_L(b)`` (``routing_norm``, below); the first ``routing_iters - 1`` rounds read a
 gradient-stopped ``Ê`` (only the last weighted sum carries gradient); no ReLU layer. MIND's
 label-aware attention and per-user interest count are not part of it.
 
 The routing itself (``dynamic_routing``, ``squash``) lives here and is shared with ComiRec-DR.
 
-Deviations:
+Routing options (``ModelConfig``; ``docs/models.md``):
+
+- ``routing_norm="valid"`` (default): the coupling softmax over positions runs over the valid
+  positions only, so each interest's weights sum to one.
+- ``routing_norm="padded"`` (the original BaM code): the softmax runs over all ``seq_len``
+  positions, padding included (with its random logits), and the padded weights are then zeroed
+  without renormalising, so the weights of a short history sum to much less than one and its
+  interests shrink towards zero after the squash.
+- ``routing_norm="interests"`` (the MIND paper's B2I routing, Li et al. 2019, Eq. 5): the softmax
+  runs over the K interests of each position, as in CapsNet; padded positions get weight 0.
+- ``routing_eval="fixed"`` (default) or ``"random"`` (the original): see the first deviation.
+
+Deviations (defaults; each has its original counterpart as an option above):
 - Evaluation is deterministic: in ``eval()`` mode the routing logits are a fixed buffer
   ``eval_routing_logits [K, seq_len]`` drawn once from a seeded standard normal at construction
   (and saved with the model). The original draws fresh logits at every forward pass, so its
-  evaluation is random. Zeros would not do: with a shared map all K capsules would be identical.
+  evaluation is random (``routing_eval="random"``: drawn from the ``generator`` passed to
+  ``forward``, else the global torch RNG). Zeros would not do: with a shared map all K capsules
+  would be identical.
 - Training draws use the ``generator`` passed to ``forward`` (the objective passes its own), or
   the global torch RNG when none is given.
-- The coupling softmax over positions is restricted to the valid positions. The original takes the
-  softmax over all ``seq_len`` positions (padding included, with random logits) and then zeroes the
-  padded weights, so the weights of a short history sum to much less than one and its interests
-  shrink towards zero after the squash.
+- The coupling softmax over positions is restricted to the valid positions (``routing_norm``).
 - The padding row 0 of the embedding table is kept and trainable (see ``comirec_sa``); histories
   never read it because embeddings are multiplied by the mask.
 """
@@ -46,17 +57,24 @@ def squash(capsules: torch.Tensor) -> torch.Tensor:
     return capsules * (norm2 / (1.0 + norm2) / torch.sqrt(norm2 + _SQUASH_EPS))
 
 
-def coupling_weights(
-    logits: torch.Tensor, mask: torch.Tensor, over: Literal["positions", "interests"]
-) -> torch.Tensor:
+Over = Literal["positions", "positions-padded", "interests"]
+ROUTING_OVER: dict[str, Over] = {"valid": "positions", "padded": "positions-padded", "interests": "interests"}
+
+
+def coupling_weights(logits: torch.Tensor, mask: torch.Tensor, over: Over) -> torch.Tensor:
     """Routing weights ``[B, K, L]`` from ``logits [B, K, L]``; padded positions get weight 0.
 
-    ``over="positions"``: softmax over the valid positions of each interest (MIND in the BaM code).
-    ``over="interests"``: softmax over the K interests of each position (ComiRec-DR, CapsNet).
+    ``over="positions"``: softmax over the valid positions of each interest.
+    ``over="positions-padded"``: softmax over all L positions, then padding zeroed without
+    renormalising (the original BaM code's MIND).
+    ``over="interests"``: softmax over the K interests of each position (MIND paper's B2I,
+    ComiRec-DR, CapsNet).
     """
     valid = mask[:, None, :]  # [B, 1, L]
     if over == "positions":
         logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+        weights = torch.softmax(logits, dim=-1)  # [B, K, L]
+    elif over == "positions-padded":
         weights = torch.softmax(logits, dim=-1)  # [B, K, L]
     else:
         weights = torch.softmax(logits, dim=1)  # [B, K, L]
@@ -68,7 +86,7 @@ def dynamic_routing(
     logits: torch.Tensor,
     mask: torch.Tensor,
     iters: int,
-    over: Literal["positions", "interests"],
+    over: Over,
 ) -> torch.Tensor:
     """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat``.
 
@@ -116,18 +134,27 @@ class MIND(MultiInterestBackbone):
         seq_len: int = 50,
         routing_iters: int = 3,
         seed: int = 0,
+        routing_norm: str = "valid",
+        routing_eval: str = "fixed",
     ) -> None:
         super().__init__(num_items, hidden_size, num_interests, seq_len)
+        if routing_norm not in ROUTING_OVER:
+            raise ValueError(f"routing_norm must be one of {', '.join(ROUTING_OVER)}, got {routing_norm!r}")
+        if routing_eval not in ("fixed", "random"):
+            raise ValueError(f"routing_eval must be 'fixed' or 'random', got {routing_eval!r}")
         self.routing_iters = routing_iters
+        self.routing_norm = routing_norm
+        self.routing_eval = routing_eval
         self.linear = nn.Linear(hidden_size, hidden_size, bias=False)  # shared bilinear map W
         generator = torch.Generator().manual_seed(seed)
         init_parameters(self, generator)
         self.register_buffer("eval_routing_logits", torch.randn(num_interests, seq_len, generator=generator))
 
     def initial_logits(self, batch: int, length: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Routing logits ``[B, K, L]``: fresh N(0, 1) draws in training, the fixed buffer in eval."""
+        """Routing logits ``[B, K, L]``: fresh N(0, 1) draws in training (and in eval under
+        ``routing_eval="random"``), else the fixed buffer."""
         weight = self.embeddings.weight
-        if not self.training:
+        if not self.training and self.routing_eval == "fixed":
             return self.eval_routing_logits[:, :length].to(weight.dtype).expand(batch, -1, -1)  # [B, K, L]
         shape = (batch, self.num_interests, length)
         return torch.randn(shape, generator=generator, device=weight.device, dtype=weight.dtype)  # [B, K, L]
@@ -142,4 +169,5 @@ class MIND(MultiInterestBackbone):
         emb = self.embeddings(items) * mask.unsqueeze(-1).to(self.embeddings.weight.dtype)  # [B, L, D]
         item_hat = self.linear(emb).unsqueeze(1)  # [B, 1, L, D]
         logits = self.initial_logits(batch, length, generator)  # [B, K, L]
-        return dynamic_routing(item_hat, logits, mask, self.routing_iters, over="positions")  # [B, K, D]
+        over = ROUTING_OVER[self.routing_norm]
+        return dynamic_routing(item_hat, logits, mask, self.routing_iters, over=over)  # [B, K, D]

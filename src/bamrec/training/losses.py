@@ -12,9 +12,11 @@
   ``s(u, i) = logsumexp_k (m_k · e_i)`` with the same negatives.
 - Interest-aware hard negatives (IHN; REMI, Y. Xie et al. RecSys 2023): the negative term of the
   softmax is re-weighted by ``n · softmax(beta · s_neg)`` over the n valid negatives. The weights
-  are detached and scaled by n, so ``beta = 0`` gives weights 1 and the plain loss.
+  are scaled by n, so ``beta = 0`` gives weights 1 and the plain loss; they are detached by default
+  (``ihn_detach``; the original BaM code lets gradient flow through them).
 - Routing regularisation (RR; REMI): penalises the spread of each interest's attention over the
-  valid history positions (``routing_regularization``).
+  valid history positions (``routing_regularization``; ``positions="all"`` centres and sums over
+  all L positions, padding included, as the original BaM code does).
 
 Shapes: B batch, K interests, D hidden, N items, S negatives.
 """
@@ -129,13 +131,16 @@ def table_scores(vectors: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) 
     return scores.gather(2, index)  # [B, K, S]
 
 
-def hard_negative_log_weights(negative: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
-    """REMI's IHN log-weights ``log(n · softmax(beta · s_neg))`` over the valid negatives, detached.
+def hard_negative_log_weights(
+    negative: torch.Tensor, valid: torch.Tensor | None, beta: float, detach: bool = True
+) -> torch.Tensor:
+    """REMI's IHN log-weights ``log(n · softmax(beta · s_neg))`` over the valid negatives.
 
     ``negative [B, S]`` raw scores, ``valid [B, S]`` bool or None (all valid). Invalid entries get
-    -inf; with ``beta = 0`` every valid weight is 1 (log-weight 0).
+    -inf; with ``beta = 0`` every valid weight is 1 (log-weight 0). ``detach=False`` lets gradient
+    flow through the weights, as the original BaM code's ``SSLoss.sampled_softmax_loss`` does.
     """
-    scores = beta * negative.detach()  # [B, S]
+    scores = beta * (negative.detach() if detach else negative)  # [B, S]
     if valid is None:
         return F.log_softmax(scores, dim=-1) + math.log(negative.shape[-1])  # [B, S]
     count = valid.sum(-1, keepdim=True).clamp_min(1).to(scores.dtype)  # [B, 1]
@@ -150,13 +155,15 @@ def sampled_softmax_loss(
     negative_log_q: torch.Tensor | None = None,
     valid: torch.Tensor | None = None,
     beta: float = 0.0,
+    ihn_detach: bool = True,
 ) -> torch.Tensor:
     """Per-example softmax cross entropy of the positive against its negatives: ``[B]``.
 
     ``positive [B]`` and ``negative [B, S]`` are model scores; ``positive_log_q [B]`` and
     ``negative_log_q`` (``[S]`` or ``[B, S]``) the noise log-probabilities subtracted from them (None:
     no correction); ``valid [B, S]`` False drops a negative (accidental hit); ``beta > 0`` applies
-    REMI's IHN re-weighting of the negative term. ``negative`` may also be ``[B, K, S]`` (unreduced
+    REMI's IHN re-weighting of the negative term (weights detached unless ``ihn_detach=False``).
+    ``negative`` may also be ``[B, K, S]`` (unreduced
     multi-interest scores, see ``multi_scores``): a negative's score is then ``logsumexp_k``.
     """
     if negative.dim() == 3 and beta != 0.0:
@@ -169,7 +176,7 @@ def sampled_softmax_loss(
     if valid is not None:
         neg_logit = neg_logit.masked_fill(~(valid.unsqueeze(1) if per_interest else valid), float("-inf"))
     if beta != 0.0:
-        neg_logit = neg_logit + hard_negative_log_weights(negative, valid, beta)  # [B, S]
+        neg_logit = neg_logit + hard_negative_log_weights(negative, valid, beta, ihn_detach)  # [B, S]
     return _SoftmaxCrossEntropy.apply(pos_logit, neg_logit)  # [B]
 
 
@@ -201,7 +208,9 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         return grad_pos, grad_neg
 
 
-def full_softmax_loss(scores: torch.Tensor, target: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+def full_softmax_loss(
+    scores: torch.Tensor, target: torch.Tensor, beta: float = 0.0, ihn_detach: bool = True
+) -> torch.Tensor:
     """Per-example cross entropy over all items 1..N: ``[B]``.
 
     ``scores [B, N]`` are the scores of items 1..N (padding excluded; column j is item j + 1) and
@@ -212,7 +221,7 @@ def full_softmax_loss(scores: torch.Tensor, target: torch.Tensor, beta: float = 
         return F.cross_entropy(scores, column, reduction="none")  # [B]
     positive = scores.gather(1, column.unsqueeze(1)).squeeze(1)  # [B]
     valid = torch.ones_like(scores, dtype=torch.bool).scatter_(1, column.unsqueeze(1), False)  # [B, N]
-    return sampled_softmax_loss(positive, scores, valid=valid, beta=beta)  # [B]
+    return sampled_softmax_loss(positive, scores, valid=valid, beta=beta, ihn_detach=ihn_detach)  # [B]
 
 
 def accidental_hits(negatives: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -222,7 +231,9 @@ def accidental_hits(negatives: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return negatives == target.unsqueeze(1)  # [B, S]
 
 
-def routing_regularization(attention: torch.Tensor, mask: torch.Tensor, hidden_size: int) -> torch.Tensor:
+def routing_regularization(
+    attention: torch.Tensor, mask: torch.Tensor, hidden_size: int, positions: str = "valid"
+) -> torch.Tensor:
     """REMI's routing regularisation of attention ``[B, K, L]`` under ``mask [B, L]``: a scalar.
 
     For each example and interest, ``r_bk = sum_{valid l} (a_bkl - mean_valid(a_bk))^2 / D`` (the
@@ -230,8 +241,17 @@ def routing_regularization(attention: torch.Tensor, mask: torch.Tensor, hidden_s
     ``sum_b sum_k r_bk^2``, summed over the batch as in REMI's code so that its weight (lambda = 100)
     keeps its meaning. A history that spreads its attention evenly costs nothing; one that puts all
     of an interest's attention on a single item costs most.
+
+    ``positions="all"`` takes the mean and the sum over all L positions, padding included (where the
+    attention is 0), as the original BaM code's ``ComiRec.calculate_atten_loss`` does: a short history
+    then counts ``L - n`` extra squared deviations ``mean^2``.
     """
-    weight = mask.unsqueeze(1).to(attention.dtype)  # [B, 1, L]
+    if positions == "all":
+        weight = torch.ones_like(mask, dtype=attention.dtype).unsqueeze(1)  # [B, 1, L]
+    elif positions == "valid":
+        weight = mask.unsqueeze(1).to(attention.dtype)  # [B, 1, L]
+    else:
+        raise ConfigError(f"invalid rr_positions {positions!r}: choose valid or all")
     count = weight.sum(-1, keepdim=True).clamp_min(1.0)  # [B, 1, 1]
     mean = (attention * weight).sum(-1, keepdim=True) / count  # [B, K, 1]
     spread = ((attention - mean).square() * weight).sum(-1) / hidden_size  # [B, K]

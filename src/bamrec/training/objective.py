@@ -106,7 +106,8 @@ class Objective(nn.Module):
             loss = loss + multi
             parts["multi"] = multi.detach()
         if cfg.remi_lambda > 0:
-            reg = losses.routing_regularization(self.backbone.last_attention, mask, self.backbone.hidden_size)
+            reg = losses.routing_regularization(self.backbone.last_attention, mask, self.backbone.hidden_size,
+                                                cfg.rr_positions)
             loss = loss + cfg.remi_lambda * reg
             parts["regularization"] = reg.detach()
         return ObjectiveOutput(loss, parts, choice.index, choice.probs)
@@ -141,7 +142,8 @@ class Objective(nn.Module):
 
         def loss_of(scores: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             positive, negative = scores
-            per_example = losses.sampled_softmax_loss(positive, negative, pos_log_q, neg_log_q, valid, cfg.remi_beta)
+            per_example = losses.sampled_softmax_loss(positive, negative, pos_log_q, neg_log_q, valid, cfg.remi_beta,
+                                                      cfg.ihn_detach)
             return per_example.mean()
 
         reduce = cfg.remi_beta != 0.0  # IHN weights need each negative's logsumexp over interests
@@ -155,8 +157,8 @@ class Objective(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
         items = table[1:]  # [N, D] padding excluded
-        single = losses.full_softmax_loss(selected @ items.T, target, cfg.remi_beta).mean()
+        single = losses.full_softmax_loss(selected @ items.T, target, cfg.remi_beta, cfg.ihn_detach).mean()
         if not cfg.multi_loss:
             return single, None
         scores = torch.matmul(interests, items.T).logsumexp(1)  # [B, N]
-        return single, losses.full_softmax_loss(scores, target, cfg.remi_beta).mean()
+        return single, losses.full_softmax_loss(scores, target, cfg.remi_beta, cfg.ihn_detach).mean()

@@ -26,6 +26,7 @@ from bamrec.config import RunConfig, check_metric_name
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, LeaveOneOut
 from bamrec.evaluation.model_eval import evaluate_model
+from bamrec.evaluation.validation import REFERENCE_DRAWS, ReferenceValidation
 
 
 class Validation(Protocol):
@@ -77,8 +78,17 @@ class FixedValidation:
                               cutoffs=c.cutoffs)
 
 
+def reference_validation(context: ValidationContext) -> Validation:
+    """The original BaM code's step (``bamrec.evaluation.validation``): ``valid_users`` users (0 = 1,000)
+    drawn with replacement at every check, reference protocol."""
+    c = context
+    return ReferenceValidation(c.dataset, c.split, c.config, c.device, c.cutoffs,
+                               draws=c.config.train.valid_users or REFERENCE_DRAWS)
+
+
 VALIDATIONS: dict[str, Callable[[ValidationContext], Validation]] = {
     "standard": FixedValidation,
+    "reference": reference_validation,
 }
 
 
