@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The fidelity tables of docs/fidelity.md, generated from the committed cell summaries.
+
+    python experiments/fidelity/table.py            # print the tables
+    python experiments/fidelity/table.py --write    # replace them in docs/fidelity.md (between markers)
+
+Per (model, scheme, variant): mean ± sample std over the seeds present (n), of test recall@20 and
+nDCG@20 under the standard protocol and recall@20 under the reference protocol, and the mean best
+iteration. Then the BaM effect: (BaM_p + multi-loss) - hard, paired by seed, per model and variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOC = HERE.parents[1] / "docs" / "fidelity.md"
+VARIANT_ORDER = ("bamrec", "original", "+negatives", "+valid_protocol", "+routing_norm", "+routing_eval",
+                 "+routing_norm=interests", "+rr_positions", "+ihn_detach")
+
+
+def load(grid: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((HERE / "results" / grid).glob("*.json"))]
+
+
+def fmt(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def order(variant: str) -> int:
+    return VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
+
+
+def cell_table(cells: list[dict]) -> str:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for c in cells:
+        groups[(c["model"], c["scheme"], c["variant"])].append(c)
+    lines = ["| model | scheme | variant | n | recall@20 | nDCG@20 | recall@20 (ref.) | best iter |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(groups, key=lambda k: (k[0], k[1], order(k[2]))):
+        g = groups[key]
+        lines.append("| " + " | ".join([
+            *key, str(len(g)),
+            fmt([c["test_standard"]["recall@20"] for c in g]), fmt([c["test_standard"]["ndcg@20"] for c in g]),
+            fmt([c["test_reference"]["recall@20"] for c in g]),
+            f"{statistics.mean(c['best_iter'] for c in g):.0f}"]) + " |")
+    return "\n".join(lines)
+
+
+def bam_effect_table(cells: list[dict]) -> str:
+    by = {(c["model"], c["scheme"], c["variant"], c["seed"]): c for c in cells}
+    lines = ["| model | variant | seeds | Δ recall@20 (BaM_p+multi − hard) | Δ recall@20 (ref.) |", "|---|---|---|---|---|"]
+    keys = sorted({(m, v) for m, _, v, _ in by}, key=lambda k: (k[0], order(k[1])))
+    for model, variant in keys:
+        seeds = sorted(s for (m, sc, v, s) in by if (m, sc, v) == (model, "hard", variant)
+                       and (model, "bamp-multi", variant, s) in by)
+        if not seeds:
+            continue
+        std = [by[(model, "bamp-multi", variant, s)]["test_standard"]["recall@20"]
+               - by[(model, "hard", variant, s)]["test_standard"]["recall@20"] for s in seeds]
+        ref = [by[(model, "bamp-multi", variant, s)]["test_reference"]["recall@20"]
+               - by[(model, "hard", variant, s)]["test_reference"]["recall@20"] for s in seeds]
+        lines.append(f"| {model} | {variant} | {len(seeds)} | {fmt(std)} | {fmt(ref)} |")
+    return "\n".join(lines)
+
+
+def tables(grid: str) -> dict[str, str]:
+    cells = load(grid)
+    return {f"{grid}:cells": cell_table(cells), f"{grid}:bam": bam_effect_table(cells)}
+
+
+def write(doc: Path, blocks: dict[str, str]) -> None:
+    text = doc.read_text()
+    for name, body in blocks.items():
+        start, end = f"<!-- table {name} -->", f"<!-- end {name} -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"{doc} lacks the markers {start} ... {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{body}\n{end}{tail}"
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grids", default="ml-100k,ml-1m")
+    p.add_argument("--write", action="store_true", help=f"replace the tables in {DOC}")
+    args = p.parse_args(argv)
+    blocks: dict[str, str] = {}
+    for grid in args.grids.split(","):
+        if (HERE / "results" / grid).is_dir():
+            blocks.update(tables(grid))
+    if args.write:
+        write(DOC, blocks)
+    else:
+        for name, body in blocks.items():
+            print(f"## {name}\n\n{body}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
