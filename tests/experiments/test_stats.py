@@ -40,9 +40,11 @@ def test_wilcoxon_exact():
     assert p.wilcoxon_pvalue == pytest.approx(10 / 16)
 
 
-def test_identical_results_have_no_p_value():
+def test_identical_results_or_one_seed_have_no_p_value():
     p = paired_over_seeds([0.2, 0.3], [0.2, 0.3])
     assert p.diff == 0 and math.isnan(p.t_pvalue) and math.isnan(p.wilcoxon_pvalue)
+    one = paired_over_seeds([0.2], [0.25])
+    assert one.diff == pytest.approx(0.05) and math.isnan(one.t_pvalue) and math.isnan(one.wilcoxon_pvalue)
 
 
 def test_bootstrap_on_two_users():

@@ -240,6 +240,7 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     if result["comparisons"]:
+        lines += _headline(result, heading)
         lines += [
             f"{heading}# Against the baseline",
             "",
@@ -268,34 +269,70 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
     return "\n".join(lines)
 
 
+def _headline(result: dict[str, Any], heading: str) -> list[str]:
+    """One row per compared configuration: the first metric, standard protocol, both sides with CIs."""
+    metric = result["metrics"][0]
+    labels = {g["key"]: g for g in result["configurations"]}
+    rows = [c for c in result["comparisons"] if c["metric"] == metric and c["protocol"] == "standard"
+            and c["seeds"]]
+    if not rows:
+        return []
+    lines = [f"{heading}# Headline: test {metric} (standard protocol) against the baseline", "",
+             f"| dataset | method | baseline | seeds | baseline {metric} | {metric} | gain | t-test p "
+             "| bootstrap diff [95%] (seed) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for c in rows:
+        mine, base = labels[c["key"]], labels[c["baseline_key"]]
+        s, b = c["over_seeds"], c["bootstrap"]
+        gain = f"{100 * s['relative_gain']:+.1f}%" if not math.isnan(s["relative_gain"]) else "–"
+        boot = f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}] ({b['seed']})" if b else "–"
+        lines.append(f"| {mine['dataset']} | {mine['method']} | {base['method']} | {s['n']} "
+                     f"| {_mean_ci(base['metrics']['standard'][metric])} | {_mean_ci(mine['metrics']['standard'][metric])} "
+                     f"| {gain} | {_p(s['t_pvalue'])} | {boot} |")
+    return lines + [""]
+
+
 def plot_results(result: dict[str, Any], out_dir: Path, prefix: str = "") -> list[Path]:
-    """One bar chart per metric and protocol: methods grouped by dataset, error bars = 95% CI."""
-    from bamrec.reports.plots import _figure, _save
+    """One figure per metric and protocol: a panel per dataset (own y scale), a bar per method with its
+    95% CI over seeds as the error bar (none for a single seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from bamrec.reports.plots import _save
 
     configurations = [g for g in result["configurations"] if g["seeds"]]
     if not configurations:
         return []
     datasets = list(dict.fromkeys(g["dataset"] for g in configurations))
     methods = list(dict.fromkeys(g["method"] for g in configurations))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    cols = min(3, len(datasets))
+    rows = -(-len(datasets) // cols)
     written = []
     for protocol in PROTOCOLS:
         for metric in result["metrics"]:
-            fig, ax = _figure(width=max(7.0, 1.5 * len(datasets) + 0.35 * len(methods) * len(datasets)))
-            width = 0.8 / len(methods)
-            for j, method in enumerate(methods):
-                means, errors = [], []
-                for dataset in datasets:
-                    g = next((g for g in configurations if g["dataset"] == dataset and g["method"] == method), None)
-                    s = g["metrics"][protocol][metric] if g else None
-                    means.append(s["mean"] if s else np.nan)
-                    errors.append((s["ci_high"] - s["mean"]) if s and s["n"] > 1 else 0.0)
-                x = np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width
-                ax.bar(x, means, width, yerr=errors, capsize=2, label=method)
-            ax.set_xticks(np.arange(len(datasets)), datasets)
-            ax.set(title=f"{result['experiment']}: test {metric} ({protocol} protocol), 95% CI over seeds",
-                   xlabel="dataset", ylabel=metric)
-            ax.legend(fontsize="x-small", ncols=2)
-            ax.grid(axis="y", alpha=0.3)
+            fig = Figure(figsize=(4.2 * cols, 3.4 * rows + 0.6), layout="constrained")
+            axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+            for ax, dataset in zip(axes, datasets):
+                here = [g for g in configurations if g["dataset"] == dataset]
+                stats = [g["metrics"][protocol][metric] for g in here]
+                means = [st["mean"] for st in stats]
+                errors = [(st["ci_high"] - st["mean"]) if st["n"] > 1 else 0.0 for st in stats]
+                x = np.arange(len(here))
+                bars = ax.bar(x, means, yerr=errors if any(errors) else None, capsize=3,
+                              color=[colours[g["method"]] for g in here])
+                ax.bar_label(bars, labels=[f"{m:.3f}\n(n={st['n']})" for m, st in zip(means, stats)],
+                             fontsize="x-small")
+                ax.set_xticks(x, [g["method"] for g in here], rotation=30, ha="right", fontsize="x-small")
+                ax.set_title(dataset, fontsize="small")
+                ax.set_ylim(0, 1.25 * max(m + e for m, e in zip(means, errors)) or 1)
+                ax.grid(axis="y", alpha=0.3)
+            for ax in axes[len(datasets):]:
+                ax.set_axis_off()
+            fig.suptitle(f"{result['experiment']}: test {metric}, {protocol} protocol (error bars: 95% CI over seeds)",
+                         fontsize="medium")
             name = f"{prefix}{metric.replace('@', '')}-{protocol}.png"
             written.append(_save(fig, out_dir / name))
     return written

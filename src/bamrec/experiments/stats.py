@@ -56,7 +56,7 @@ class Paired:
     diff: float  # mean of (value - baseline)
     relative_gain: float  # mean / baseline_mean - 1
     t_pvalue: float  # paired t-test, two-sided (nan for n < 2 or identical differences)
-    wilcoxon_pvalue: float  # Wilcoxon signed-rank, two-sided (nan when every difference is 0)
+    wilcoxon_pvalue: float  # Wilcoxon signed-rank, two-sided (nan for n < 2 or when every difference is 0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +80,7 @@ def paired_over_seeds(baseline: Sequence[float], values: Sequence[float]) -> Pai
     elif n >= 2 and d[0] != 0:
         t_p = 0.0  # identical non-zero differences: no spread, the difference is certain
     w_p = math.nan
-    if np.any(d != 0):
+    if n >= 2 and np.any(d != 0):  # one pair is no test (scipy would say p = 1)
         w_p = float(stats.wilcoxon(b, a, zero_method="wilcox", alternative="two-sided").pvalue)
     base_mean = float(a.mean())
     gain = float(b.mean() / base_mean - 1) if base_mean != 0 else math.nan
