@@ -39,3 +39,21 @@ def test_demo_refuses_to_overwrite(tiny_demo, tmp_path):
     with pytest.raises(RunDirError, match="--overwrite"):
         demo.run_demo(out, quick=True, progress=False, echo=lambda _: None)
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_demo_overwrite_refuses_a_folder_it_did_not_write(tiny_demo, tmp_path):
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not a bamrec demo output"):
+        demo.run_demo(out, quick=True, overwrite=True, progress=False, echo=lambda _: None)
+    assert (out / "data" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.rglob("*")) == ["data", "notes.txt"]
+
+
+def test_demo_overwrite_replaces_its_own_output(tiny_demo, tmp_path):
+    out = tmp_path / "demo"
+    demo.run_demo(out, quick=True, progress=False, echo=lambda _: None)
+    assert (out / demo.DEMO_MARKER).is_file()
+    demo.run_demo(out, quick=True, overwrite=True, progress=False, echo=lambda _: None)
+    assert (out / "summary.json").is_file()

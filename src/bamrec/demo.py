@@ -43,6 +43,9 @@ METHODS = (
 FULL = {"max_iters": 3000, "eval_every": 250, "patience": 4}
 QUICK = {"max_iters": 400, "eval_every": 100, "patience": 4}
 QUICK_DATA = {"users": 1000, "items": 1000, "topics": 10}
+# Written first into every demo output folder: `--overwrite` replaces only folders that carry it, so a
+# mistyped `--out` can never wipe a folder of the user's.
+DEMO_MARKER = ".bamrec-demo"
 
 
 def demo_settings(quick: bool) -> tuple[SyntheticConfig, dict[str, Any]]:
@@ -58,8 +61,7 @@ def run_demo(out: str | Path, *, quick: bool = False, overwrite: bool = False, p
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate data, train the three methods, evaluate, report; returns the table's numbers."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunDirError(f"{out} already exists; pass --overwrite to replace the demo output there")
+    _claim_output_dir(out, overwrite)
     started = time.perf_counter()
     data_config, options = demo_settings(quick)
     data_dir, dataset = write_synthetic(out / "data", data_config, overwrite=True)
@@ -87,6 +89,27 @@ def run_demo(out: str | Path, *, quick: bool = False, overwrite: bool = False, p
     echo(f"runs: {out / 'runs'}   report and plots: {report_dir}   numbers: {out / 'summary.json'}")
     echo(f"total time {summary['total_time_s']:.0f} s")
     return summary
+
+
+def is_demo_output(path: Path) -> bool:
+    """A folder this command wrote: the marker, or (outputs written before the marker) its fixed layout."""
+    if (path / DEMO_MARKER).is_file():
+        return True
+    return (path / "summary.json").is_file() and (path / "runs").is_dir() and (path / "data").is_dir()
+
+
+def _claim_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty folder unless it is a demo output and ``overwrite`` is set; then mark it."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"{out} already exists; pass --overwrite to replace the demo output there")
+        if not is_demo_output(out):
+            raise RunDirError(f"refusing to --overwrite {out}: it is not a bamrec demo output (no {DEMO_MARKER} "
+                              f"marker); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json(out / DEMO_MARKER, {"written_by": "bamrec demo"})
 
 
 def _row(method: DemoMethod, run_dir: Path) -> dict[str, Any]:
