@@ -140,3 +140,23 @@ def test_original_recipe_trains_mind_end_to_end(tmp_path) -> None:
     assert (config["model"]["routing_norm"], config["model"]["routing_eval"]) == ("padded", "random")
     assert result.test["protocol"] == "reference"
     assert TrainConfig().recipe == "bamrec"
+
+
+def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path) -> None:
+    from bamrec.compat.importer import import_reference
+
+    data = make_dataset(tmp_path / "data")  # 40 items
+    g = torch.Generator().manual_seed(0)
+    state = {"embeddings.weight": torch.randn(41, 8, generator=g),
+             "capsule_network.linear.weight": torch.randn(8, 8, generator=g),
+             "capsule_network.relu.0.weight": torch.randn(8, 8, generator=g),
+             "sample_loss.logprob_noise": torch.zeros(41)}
+    torch.save(state, tmp_path / "model.pt")
+    run_dir = import_reference(tmp_path / "model.pt", data=data, backbone="mind", seq_len=8, num_negatives=10,
+                               out=tmp_path / "run")
+    run = bamrec.load_run(run_dir)
+    assert (run.config.model.model, run.config.model.seq_len, run.config.model.routing_norm) == ("mind", 8, "padded")
+    assert run.config.model.routing_eval == "fixed" and run.config.train.remi_beta == 0.0
+    assert torch.equal(run.model.linear.weight, state["capsule_network.linear.weight"])
+    first = run.evaluate(protocol="reference")
+    assert first == run.evaluate(protocol="reference")  # fixed routing start: deterministic
