@@ -6,7 +6,9 @@
 
 Per (model, scheme, variant): mean ± sample std over the seeds present (n), of test recall@20 and
 nDCG@20 under the standard protocol and recall@20 under the reference protocol, and the mean best
-iteration. Then the BaM effect: (BaM_p + multi-loss) - hard, paired by seed, per model and variant.
+iteration, and the largest share of training examples one interest received in the last 500
+iterations (0.25 = balanced over K = 4). Then each variant minus bamrec's defaults, and the BaM effect, (BaM_p + multi-loss) - hard, both
+paired by seed.
 """
 
 from __future__ import annotations
@@ -44,15 +46,16 @@ def cell_table(cells: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["model"], c["scheme"], c["variant"])].append(c)
-    lines = ["| model | scheme | variant | n | recall@20 | nDCG@20 | recall@20 (ref.) | best iter |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | scheme | variant | n | recall@20 | nDCG@20 | recall@20 (ref.) | best iter | max sel. share |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(groups, key=lambda k: (k[0], k[1], order(k[2]))):
         g = groups[key]
         lines.append("| " + " | ".join([
             *key, str(len(g)),
             fmt([c["test_standard"]["recall@20"] for c in g]), fmt([c["test_standard"]["ndcg@20"] for c in g]),
             fmt([c["test_reference"]["recall@20"] for c in g]),
-            f"{statistics.mean(c['best_iter'] for c in g):.0f}"]) + " |")
+            f"{statistics.mean(c['best_iter'] for c in g):.0f}",
+            f"{statistics.mean(max(c['selection_shares_last']) for c in g):.3f}"]) + " |")
     return "\n".join(lines)
 
 
@@ -73,9 +76,29 @@ def bam_effect_table(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def variant_effect_table(cells: list[dict]) -> str:
+    """Each variant minus bamrec's defaults, paired by seed, per model and scheme."""
+    by = {(c["model"], c["scheme"], c["variant"], c["seed"]): c for c in cells}
+    lines = ["| model | scheme | variant | seeds | Δ recall@20 (variant − bamrec) | Δ recall@20 (ref.) |",
+             "|---|---|---|---|---|---|"]
+    keys = sorted({(m, sc, v) for m, sc, v, _ in by if v != "bamrec"}, key=lambda k: (k[0], k[1], order(k[2])))
+    for model, scheme, variant in keys:
+        seeds = sorted(s for (m, sc, v, s) in by if (m, sc, v) == (model, scheme, variant)
+                       and (model, scheme, "bamrec", s) in by)
+        if not seeds:
+            continue
+        deltas = {p: [by[(model, scheme, variant, s)][f"test_{p}"]["recall@20"]
+                      - by[(model, scheme, "bamrec", s)][f"test_{p}"]["recall@20"] for s in seeds]
+                  for p in ("standard", "reference")}
+        lines.append(f"| {model} | {scheme} | {variant} | {len(seeds)} | {fmt(deltas['standard'])} | "
+                     f"{fmt(deltas['reference'])} |")
+    return "\n".join(lines)
+
+
 def tables(grid: str) -> dict[str, str]:
     cells = load(grid)
-    return {f"{grid}:cells": cell_table(cells), f"{grid}:bam": bam_effect_table(cells)}
+    return {f"{grid}:cells": cell_table(cells), f"{grid}:variants": variant_effect_table(cells),
+            f"{grid}:bam": bam_effect_table(cells)}
 
 
 def write(doc: Path, blocks: dict[str, str]) -> None:
