@@ -1,6 +1,6 @@
 """Run one cell of an experiment: train (or resume), test in both protocols, write the summary.
 
-A cell runs in its own process (``python -m bamrec.experiments.cell JOB.json``), so parallel jobs
+A cell runs in its own process (``python -m bamrec.experiments JOB.json``), so parallel jobs
 each get their own thread count and an interrupted cell never takes the runner down. The run
 directory is a normal `bamrec train` run directory; the cell adds ``test_ranks.npz`` (per-user test
 ranks in both protocols, for paired bootstraps) and writes its small summary to
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m bamrec.experiments.cell JOB.json", file=sys.stderr)
+        print("usage: python -m bamrec.experiments JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
@@ -229,7 +229,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Run an experiment's cells: skip finished ones, resume interrupted ones, run ``jobs`` at a time.
 
-Each cell is a subprocess (``bamrec.experiments.cell``) with ``threads`` torch/OpenMP threads, so
+Each cell is a subprocess (``python -m bamrec.experiments JOB.json``, see ``cell``) with ``threads`` torch/OpenMP threads, so
 ``--jobs N`` splits the cores instead of oversubscribing them (two default-threaded trainings on a
 2-core machine each run 30-40x slower than alone). Its output goes to ``runs/<cell>.log``.
 After every finished cell the results (``results.json``, ``results.md``, plots) are rewritten, so
@@ -214,7 +214,7 @@ def _launch(experiment: Experiment, cell: Cell, cells_dir: Path, runs_dir: Path,
     env["PYTHONPATH"] = source + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log_file = (runs_dir / f"{cell.id}.log").open("a", encoding="utf-8")
     try:
-        return subprocess.Popen([sys.executable, "-m", "bamrec.experiments.cell", str(job_file)],
+        return subprocess.Popen([sys.executable, "-m", "bamrec.experiments", str(job_file)],
                                 stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
                                 start_new_session=True)  # Ctrl-C reaches the runner, which stops the cells
     finally:
