@@ -2,6 +2,8 @@
 
 Each sub-command group lives in its own module with a ``register(subparsers)`` function.
 User mistakes (``BamrecError``) become one line on stderr and exit code 2, never a traceback.
+``main`` sets the process's threading (``--threads``, ``OMP_WAIT_POLICY=PASSIVE``; see
+``bamrec.cli.threads``) before a sub-command imports torch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from bamrec.cli.threads import configure_threads
 from bamrec.errors import BamrecError
 
 # Modules under bamrec.cli that add sub-commands, in the order they appear in --help.
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # Before any torch import: the OpenMP pool reads its settings once, when torch loads.
+        configure_threads(getattr(args, "threads", None))
         result = args.handler(args)
     except BamrecError as exc:
         print(f"bamrec: error: {exc}", file=sys.stderr)

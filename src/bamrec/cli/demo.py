@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bamrec.cli.threads import add_threads_flag
+
 
 def _demo(args: argparse.Namespace) -> int:
     from bamrec.demo import run_demo
@@ -18,4 +20,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="smaller data and fewer iterations (a smoke run)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo output")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads_flag(p)
     p.set_defaults(handler=_demo)

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from bamrec.cli.threads import add_threads_flag
 from bamrec.config import CHOICES, EvalConfig, ModelConfig, TrainConfig, load_config_file, run_config_from_flat
 from bamrec.errors import ConfigError
 
@@ -171,6 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tensorboard", metavar="DIR", help="also write the training curves to DIR for TensorBoard "
                    "(the tensorboard extra); metrics.jsonl stays the source of truth")
     _add_config_flags(p)
+    add_threads_flag(p)
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a run on the test or validation split")
@@ -182,6 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_retrieval_flag(p)
+    add_threads_flag(p)
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser("recommend", help="top-k items for a user, an ad-hoc history or all users")
@@ -198,6 +201,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
+    add_threads_flag(p)
     p.set_defaults(handler=_recommend)
 
     p = subparsers.add_parser("import-reference",
@@ -219,4 +223,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
+    add_threads_flag(p)
     p.set_defaults(handler=_import_reference)

@@ -3,7 +3,7 @@
 Layout (``architecture.md``)::
 
     .bamrec-run        marker: this directory was written by bamrec (format, creation time)
-    config.json        resolved RunConfig, seed, versions, dataset path/checksum/stats
+    config.json        resolved RunConfig, seed, versions, runtime (threads), dataset path/checksum/stats
     model.safetensors  weights of the backbone (``backbone.*``) and the selector (``selector.*``)
     item_map.json      original item id -> embedding row (row 0 is padding)
     metrics.jsonl      one line per validation check
@@ -21,6 +21,7 @@ a bamrec run with a ``last.ckpt``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -71,6 +72,14 @@ def is_bamrec_run(path: Path) -> bool:
         return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == RUN_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def runtime() -> dict[str, Any]:
+    """How this process runs torch (threads, OpenMP wait policy): speed only, never the numbers' meaning."""
+    return {
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
@@ -130,6 +139,7 @@ def write_config(path: Path, config: RunConfig, dataset: dict[str, Any], extra: 
         "config": to_dict(config),
         "seed": config.train.seed,
         "versions": versions(),
+        "runtime": runtime(),
         "dataset": dataset,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
