@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from bamrec.cli.threads import add_threads_flag
 from bamrec.errors import ConfigError
 
 _INDEX_FLAGS = (("hnsw_m", int), ("ef_construction", int), ("ef_search", int), ("nlist", int), ("nprobe", int))
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     _add_index_flags(p)
+    add_threads_flag(p)
     p.set_defaults(handler=_export)
 
     p = subparsers.add_parser("serve", help="HTTP candidate service over a run or an export",
@@ -87,4 +89,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", default="cpu")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    add_threads_flag(p)
     p.set_defaults(handler=_serve)
