@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: timing, peak memory, the original's figures, output."""
+"""Shared helpers for the benchmark scripts: timing, peak memory, output."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-ORIGINAL_FIGURES = Path(os.environ.get("BAMREC_ORIGINAL_FIGURES",
-                                       REPO.parent / "shared" / "benchmarks" / "original-figures.json"))
 
 
 def peak_rss_gb() -> float:
@@ -46,12 +43,6 @@ class Stopwatch:
         now = time.perf_counter()
         self.totals[name] = self.totals.get(name, 0.0) + now - self._start
         self._start = now
-
-
-def original_figures() -> dict[str, Any] | None:
-    if not ORIGINAL_FIGURES.is_file():
-        return None
-    return json.loads(ORIGINAL_FIGURES.read_text())
 
 
 def environment() -> dict[str, Any]:

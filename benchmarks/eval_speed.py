@@ -1,5 +1,6 @@
 """Full test-set evaluation speed and memory, both protocols, against a bare ``matmul + max + topk``
-over the same tensors timed in the same process, and against the original implementation's figures.
+over the same tensors timed in the same process. Ratios to the original implementation are measured
+side by side, in the same run, by ``side_by_side.py``.
 
     python benchmarks/eval_speed.py --run runs/ml1m-ref          # a trained or imported run
     python benchmarks/eval_speed.py --data prepared/ml-1m --seq-len 200   # a randomly initialised ComiRec-SA
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, markdown_table, original_figures, peak_rss_gb, run_child, sync, write_json  # noqa: E402
+from _common import environment, markdown_table, peak_rss_gb, run_child, sync, write_json  # noqa: E402
 
 from bamrec.config import run_config_from_flat  # noqa: E402
 from bamrec.data.sequences import SequenceDataset  # noqa: E402
@@ -117,7 +118,6 @@ def main() -> None:
     parser.add_argument("--only-evaluate", action="store_true",
                         help="print one JSON line: time and peak RSS of the evaluation alone")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--original", default=None, help="'ml-1m' compares with the original's ML-1M figures")
     parser.add_argument("--json", default=None)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,21 +133,16 @@ def main() -> None:
                  "--repeat-users", str(args.repeat_users), "--device", args.device, "--repeats", str(args.repeats)]
         child += ["--run", args.run] if args.run else ["--data", args.data]
         results.append(run_child(child))
-    figures = original_figures()
-    original = figures["evaluation"]["ml-1m_test"] if figures and args.original == "ml-1m" else None
     rows = []
     for r in results:
-        speedup = original["loop_seconds"] / r["evaluate_s"] if original and args.repeat_users == 1 else None
-        r["speedup_vs_original"] = speedup
-        r["speedup_first_vs_original"] = original["loop_seconds"] / r["evaluate_first_s"] if speedup else None
         rows.append([r["protocol"], r["users"], r["evaluate_s"], r["evaluate_first_s"], r["users_per_s"],
                      r["forward_s"], r["ranking_s"],
                      r["bare_matmul_max_topk_s"], r["ranking_over_bare"], r["command_s"], r["peak_rss_gb"],
-                     speedup or "-", r["speedup_first_vs_original"] or "-", r["recall@20"]])
+                     r["recall@20"]])
     print(markdown_table(["protocol", "users", "evaluate s (median)", "first run s", "users/s", "forward s",
-                          "ranking s", "bare s", "ranking/bare", "command s", "peak RSS GB", "speed-up vs original",
-                          "speed-up, first run", "recall@20"], rows))
-    write_json(args.json, {"results": results, "original": original})
+                          "ranking s", "bare s", "ranking/bare", "command s", "peak RSS GB",
+                          "recall@20"], rows))
+    write_json(args.json, {"results": results})
 
 
 if __name__ == "__main__":

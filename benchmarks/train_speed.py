@@ -1,6 +1,6 @@
 """Training throughput: examples/s, ms per step split into data / forward / backward / optimiser,
-peak RSS, achieved GFLOP/s against an equal-FLOP matmul timed in the same process, and the ratio to
-the original implementation's figures (../shared/benchmarks/original-figures.json).
+peak RSS, and achieved GFLOP/s against an equal-FLOP matmul timed in the same process. Ratios to the
+original implementation are measured side by side, in the same run, by ``side_by_side.py``.
 
 One configuration:
     python benchmarks/train_speed.py --data prepared/ml-100k --model comirec-sa --selection bam-p --multi-loss
@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (Stopwatch, environment, markdown_table, matmul_gflops, original_figures, peak_rss_gb,  # noqa: E402
+from _common import (Stopwatch, environment, markdown_table, matmul_gflops, peak_rss_gb,  # noqa: E402
                      run_child, write_json)
 
 from bamrec.config import run_config_from_flat  # noqa: E402
@@ -109,13 +109,6 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def original_its(figures: dict | None, dataset_key: str | None, model: str, scheme: str) -> float | None:
-    if not figures or not dataset_key:
-        return None
-    table = figures["train_iterations_per_second"].get(dataset_key, {}).get(model, {})
-    return table.get(scheme)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -134,7 +127,6 @@ def main() -> None:
     parser.add_argument("--matrix", action="store_true", help="ComiRec-SA and MIND x hard/BaM-p/+multi-loss")
     parser.add_argument("--models", default=None, help="with --matrix: comma-separated models")
     parser.add_argument("--seq-len-mind", type=int, default=None, help="with --matrix: MIND's seq len")
-    parser.add_argument("--original", default=None, help="key in original-figures.json (ml-100k, ml-1m)")
     parser.add_argument("--json", default=None, help="write results here")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -156,21 +148,17 @@ def main() -> None:
                      "--num-negatives", str(args.num_negatives), "--loss", args.loss]
             results.append(run_child(child))
             print(f"  {model} {scheme}: {results[-1]['iterations_per_s']:.1f} it/s", file=sys.stderr)
-    figures = original_figures()
     rows = []
     for r in results:
-        base = original_its(figures, args.original, r["model"], r["scheme"])
-        r["original_iterations_per_s"] = base
-        r["speedup_vs_original"] = r["iterations_per_s"] / base if base else None
         rows.append([r["model"], r["scheme"], r["seq_len"], r["negatives"], r["iterations_per_s"],
-                     r["examples_per_s"], base if base else "-", r["speedup_vs_original"] or "-",
+                     r["examples_per_s"],
                      r["phase_ms"]["data"], r["phase_ms"]["forward"], r["phase_ms"]["backward"],
                      r["phase_ms"]["optimizer"], 100 * r["data_share"], r["achieved_gflops"],
                      r["matmul_gflops_same_flops"], r["peak_rss_gb"]])
-    print(markdown_table(["model", "scheme", "L", "negatives", "it/s", "examples/s", "original it/s", "speed-up",
+    print(markdown_table(["model", "scheme", "L", "negatives", "it/s", "examples/s",
                           "data ms", "fwd ms", "bwd ms", "optim ms", "data %", "GFLOP/s", "matmul GFLOP/s",
                           "peak RSS GB"], rows))
-    write_json(args.json, {"results": results, "original_figures": str(args.original)})
+    write_json(args.json, {"results": results})
 
 
 if __name__ == "__main__":
