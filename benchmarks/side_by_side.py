@@ -367,6 +367,8 @@ def write_doc(result: dict[str, Any], template: Path, doc: Path) -> None:
             "figures are lower than on a quiet machine and vary between repeats; the ratios compare "
             "measurements interleaved in the same minutes."
             if env["load_median"] > 0.5 * env["cpus"] else "The machine was otherwise quiet.")
+    if result.get("note"):
+        busy += f" Note: {result['note']}."
     values = {"cpu": env["cpu_model"], "date": env["date"], "cpus": str(env["cpus"]), "torch": env["torch"],
               "threads": str(env["threads"]),
               "load": f"{env['load_min']:.1f}-{env['load_max']:.1f} (median {env['load_median']:.1f})",
