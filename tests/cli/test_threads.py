@@ -8,25 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bamrec.cli.threads import default_threads, resolve_threads
-from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
          "--num-negatives", "10", "--eval-every", "10", "--max-iters", "10", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    out = tmp_path_factory.mktemp("threads") / "data"
-    SequenceDataset.from_sequences(sequences).save(out)
-    return out
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -44,20 +33,20 @@ def _train(command: list[str], data_dir: Path, out: Path, env: dict[str, str], *
 
 
 @pytest.fixture(scope="module")
-def run_dir(data_dir, tmp_path_factory):
+def run_dir(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("threads") / "run"
-    runtime = _train([sys.executable, "-m", "bamrec.cli"], data_dir, out, _env(), "--threads", "2")
+    runtime = _train([sys.executable, "-m", "bamrec.cli"], tiny_data, out, _env(), "--threads", "2")
     assert runtime == {"threads": 2, "omp_wait_policy": "PASSIVE"}  # `python -m bamrec.cli` (torchrun's path)
     return out
 
 
-def test_default_and_user_environment(data_dir, tmp_path):
+def test_default_and_user_environment(tiny_data, tmp_path):
     script = Path(sys.executable).with_name("bamrec")
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "bamrec.cli"]  # the console script
-    runtime = _train(command, data_dir, tmp_path / "a", _env())
+    runtime = _train(command, tiny_data, tmp_path / "a", _env())
     assert runtime == {"threads": default_threads(), "omp_wait_policy": "PASSIVE"}
     # The user's own OMP_NUM_THREADS and wait policy win over the defaults (a flag wins over both).
-    runtime = _train([sys.executable, "-m", "bamrec.cli"], data_dir, tmp_path / "b",
+    runtime = _train([sys.executable, "-m", "bamrec.cli"], tiny_data, tmp_path / "b",
                      _env(OMP_NUM_THREADS="2", OMP_WAIT_POLICY="ACTIVE"))
     assert runtime == {"threads": 2, "omp_wait_policy": "ACTIVE"}
 
@@ -85,7 +74,7 @@ def test_resolve_threads():
         resolve_threads(None, {"OMP_NUM_THREADS": "many"})
 
 
-def test_bad_threads_is_one_line_error(data_dir, tmp_path):
+def test_bad_threads_is_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bamrec.cli", "evaluate", str(tmp_path), "--threads", "0"],
                           env=_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--threads: must be a positive integer" in done.stderr
