@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bamrec.data import parquet_parts
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.sources import Interactions, RawFile, read_interactions
 from bamrec.errors import ConfigError, DataError
@@ -255,17 +256,23 @@ def prepare_dataset(
         interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
                                          time_col=columns[2])
         source_name = str(source)
+        raw_info = raw_file_info(raw)
+    elif parquet_parts.is_parts_source(source):
+        _check_parts_options(fmt, from_path, category)
+        interactions, raw_info = parquet_parts.read_parquet_parts(source, user_col, item_col, time_col)
+        source_name = str(source) if not Path(source).exists() else str(Path(source).resolve())
     else:
         raw = _source_file(source, from_path, category)
         interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
         source_name = str(Path(source).resolve())
+        raw_info = raw_file_info(raw)
     if len(interactions) == 0:
         raise DataError(f"{interactions.source} holds no interactions")
     if echo is not None:
         echo(f"read {len(interactions):,} interactions from {interactions.source}")
     rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
              "category": category}
-    manifest = _manifest(source_name, interactions, raw, rules, (user_col, item_col, time_col))
+    manifest = _manifest(source_name, interactions, raw_info, rules, (user_col, item_col, time_col))
     dataset = build_dataset(interactions.users, interactions.items,
                             None if interactions.times is None else interactions.times,
                             min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
@@ -285,6 +292,15 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DataError(f"--out {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+
+
+def _check_parts_options(fmt: str | None, from_path: str | Path | None, category: str | None) -> None:
+    if fmt not in (None, "parquet", parquet_parts.FORMAT):
+        raise ConfigError(f"a directory or glob is read as Parquet part files; --format {fmt} does not apply")
+    if from_path is not None:
+        raise ConfigError("--from only applies to registered datasets; give the part directory itself as SOURCE")
+    if category is not None:
+        raise ConfigError("--category only applies to amazon2023")
 
 
 def _source_file(source: str | Path, from_path: str | Path | None, category: str | None) -> RawFile:
@@ -312,7 +328,7 @@ def short_user_warning(dataset: SequenceDataset) -> str | None:
         return str(exc)
 
 
-def _manifest(source: str, interactions: Interactions, raw: RawFile, rules: dict[str, Any],
+def _manifest(source: str, interactions: Interactions, raw_info: dict[str, Any], rules: dict[str, Any],
               columns: Sequence[str | None]) -> dict[str, Any]:
     from bamrec import __version__
 
@@ -321,7 +337,7 @@ def _manifest(source: str, interactions: Interactions, raw: RawFile, rules: dict
         "format": interactions.fmt,
         "rules": rules,
         "time_order": "timestamp" if interactions.times is not None else "file order",
-        "raw_file": raw_file_info(raw),
+        "raw_file": raw_info,
         "raw_interactions": len(interactions),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "bamrec_version": __version__,
