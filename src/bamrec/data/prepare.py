@@ -119,22 +119,28 @@ def encode_ids(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     if ids.dtype == pl.Int64:
         return _encode_ints(ids.to_numpy())
-    # Arrow's hash-based dictionary encoding, then a sort of the distinct values only: about twice
-    # as fast as sorting or joining all rows (30M rows, 3M distinct ids: ~12 s against ~23 s).
-    encoded = pc.dictionary_encode(ids.rechunk().to_arrow())  # one chunk: one dictionary
+    codes, uniques = _encode_by_hash(ids.rechunk().to_arrow())  # one chunk: one dictionary
+    return codes, uniques.astype(np.str_)
+
+
+def _encode_by_hash(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow's hash-based dictionary encoding, then a sort of the distinct values only: about twice
+    as fast as sorting or joining all rows (30M string rows, 3M distinct ids: ~12 s against ~23 s;
+    10M sparse integer rows, 100k distinct: ~1 s against ~5 s for ``np.unique``)."""
+    encoded = pc.dictionary_encode(values)
     by_value = pc.array_sort_indices(encoded.dictionary).to_numpy()  # [M] byte order = code-point order
     rank = np.empty(len(by_value), dtype=np.int64)
     rank[by_value] = np.arange(len(by_value), dtype=np.int64)  # [M] dictionary index -> sorted position
     uniques = encoded.dictionary.take(pa.array(by_value)).to_numpy(zero_copy_only=False)
-    return rank[encoded.indices.to_numpy()], uniques.astype(np.str_)
+    return rank[encoded.indices.to_numpy()], uniques
 
 
 def _encode_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low, high = int(values.min()), int(values.max())
     span = high - low + 1
     if span > max(_DENSE_SPAN, 2 * len(values)):
-        uniques, codes = np.unique(values, return_inverse=True)
-        return codes.astype(np.int64).reshape(-1), uniques.astype(np.int64)
+        codes, uniques = _encode_by_hash(pa.array(values))
+        return codes, uniques.astype(np.int64)
     # A lookup table over the id range is O(n), where np.unique sorts: ids are usually dense.
     shifted = values - low  # [n]
     present = np.zeros(span, dtype=bool)

@@ -67,10 +67,28 @@ def sample_negatives(
             f"num_negatives={num_negatives} exceeds the {num_items + 1} ids per-example negatives are "
             "drawn from without replacement; lower num_negatives or use negatives=shared"
         )
+    rows = max(1, KEY_CHUNK_ELEMENTS // (num_items + 1))
+    if rows >= batch_size:
+        return _subset_keys_topk(batch_size, num_items, num_negatives, generator, device)  # [B, S]
+    # A large catalogue: draw the keys a few rows at a time, so memory holds [rows, N + 1] keys and
+    # not [B, N + 1]. On CPU the generator yields the same numbers either way (same draws, tested).
+    return torch.cat([
+        _subset_keys_topk(min(rows, batch_size - start), num_items, num_negatives, generator, device)
+        for start in range(0, batch_size, rows)
+    ])  # [B, S]
+
+
+# Per-example negatives draw uniform keys over the whole catalogue; at most this many at a time.
+KEY_CHUNK_ELEMENTS = 1 << 23
+
+
+def _subset_keys_topk(
+    rows: int, num_items: int, num_negatives: int, generator: torch.Generator | None, device: torch.device | str
+) -> torch.Tensor:
     # The top-S of i.i.d. uniform keys is a uniform S-subset: sampling without replacement, batched.
     # Unsorted: the loss treats negatives as a set, and skipping the sort is 4x faster on CPU.
-    keys = torch.rand((batch_size, num_items + 1), generator=generator, device=device)  # [B, N + 1]
-    return keys.topk(num_negatives, dim=1, sorted=False).indices  # [B, S]
+    keys = torch.rand((rows, num_items + 1), generator=generator, device=device)  # [rows, N + 1]
+    return keys.topk(num_negatives, dim=1, sorted=False).indices  # [rows, S]
 
 
 def single_scores(
@@ -222,6 +240,63 @@ def full_softmax_loss(
     positive = scores.gather(1, column.unsqueeze(1)).squeeze(1)  # [B]
     valid = torch.ones_like(scores, dtype=torch.bool).scatter_(1, column.unsqueeze(1), False)  # [B, N]
     return sampled_softmax_loss(positive, scores, valid=valid, beta=beta, ihn_detach=ihn_detach)  # [B]
+
+
+def chunked_full_softmax_loss(
+    queries: torch.Tensor, items: torch.Tensor, target: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
+    """``full_softmax_loss`` (``beta = 0``) without a ``[B, N]`` (or ``[B, K, N]``) score matrix: ``[B]``.
+
+    ``queries [B, K, D]`` (K = 1 for the selected interest), ``items [N, D]`` (padding excluded),
+    ``target [B]`` in 1..N. A query's score of item i is ``logsumexp_k q_k · e_i`` (BaM's
+    multi-interest score; with K = 1 the plain dot product), so the loss is
+    ``logsumexp_{k, i}(q_k · e_i) - logsumexp_k(q_k · e_target)``: the same value as
+    ``full_softmax_loss`` on the materialised scores. The catalogue is scored ``chunk_size`` items at a
+    time, forward and again in the backward pass, so memory holds ``[B, K, chunk_size]`` scores.
+    """
+    target_emb = items[target - 1]  # [B, D]
+    positive = torch.bmm(queries, target_emb.unsqueeze(-1)).squeeze(-1).logsumexp(-1)  # [B]
+    return _ChunkedLogSumExp.apply(queries, items, chunk_size) - positive  # [B]
+
+
+class _ChunkedLogSumExp(torch.autograd.Function):
+    """``logsumexp`` over k and i of ``q_bk · e_i`` per row b, ``queries [B, K, D]``, ``items [N, D]``.
+
+    Backward: with ``p_bki = softmax`` of the scores, ``dq_bk = g_b sum_i p_bki e_i`` and
+    ``de_i = sum_b g_b sum_k p_bki q_bk``, recomputing each chunk's scores instead of storing them.
+    """
+
+    @staticmethod
+    def forward(ctx, queries: torch.Tensor, items: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        batch, num_interests, dim = queries.shape
+        flat = queries.reshape(batch * num_interests, dim)  # [B*K, D]
+        parts = []
+        for start in range(0, items.shape[0], chunk_size):
+            scores = flat @ items[start:start + chunk_size].T  # [B*K, C]
+            parts.append(scores.view(batch, -1).logsumexp(1))  # [B]
+        lse = torch.stack(parts, 1).logsumexp(1)  # [B]
+        ctx.save_for_backward(queries, items, lse)
+        ctx.chunk_size = chunk_size
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        queries, items, lse = ctx.saved_tensors
+        batch, num_interests, dim = queries.shape
+        flat = queries.reshape(batch * num_interests, dim)  # [B*K, D]
+        row_lse = lse.repeat_interleave(num_interests).unsqueeze(1)  # [B*K, 1]
+        row_grad = grad.repeat_interleave(num_interests).unsqueeze(1)  # [B*K, 1]
+        grad_flat = torch.zeros_like(flat) if ctx.needs_input_grad[0] else None
+        grad_items = torch.zeros_like(items) if ctx.needs_input_grad[1] else None
+        for start in range(0, items.shape[0], ctx.chunk_size):
+            chunk = items[start:start + ctx.chunk_size]  # [C, D]
+            weight = (flat @ chunk.T).sub_(row_lse).exp_().mul_(row_grad)  # [B*K, C] g_b * p_bki
+            if grad_flat is not None:
+                grad_flat.addmm_(weight, chunk)
+            if grad_items is not None:
+                grad_items[start:start + ctx.chunk_size] = weight.T @ flat
+        grad_queries = None if grad_flat is None else grad_flat.view(batch, num_interests, dim)
+        return grad_queries, grad_items, None
 
 
 def accidental_hits(negatives: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,8 @@ from bamrec.training.selection import BaMSelector
 # Per-example negatives are scored against the whole table while it has at most this many rows per
 # sampled negative (a [B, K, N + 1] score matrix stays small; beyond it, gathering wins).
 TABLE_SCORING_MAX_RATIO = 8
+# The full softmax scores the catalogue in chunks once [B, K, N] would exceed this many scores.
+FULL_SOFTMAX_CHUNK_ELEMENTS = 1 << 24
 
 
 class ObjectiveOutput(NamedTuple):
@@ -157,6 +159,15 @@ class Objective(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
         items = table[1:]  # [N, D] padding excluded
+        batch, num_interests = interests.shape[:2]
+        # A large catalogue: score it in chunks instead of materialising [B, N] / [B, K, N] (IHN
+        # weights need the whole row, so remi_beta keeps the plain path).
+        chunk = FULL_SOFTMAX_CHUNK_ELEMENTS // (batch * num_interests)
+        if cfg.remi_beta == 0.0 and chunk < items.shape[0]:
+            chunk = max(chunk, 1)
+            single = losses.chunked_full_softmax_loss(selected.unsqueeze(1), items, target, chunk * num_interests)
+            multi = losses.chunked_full_softmax_loss(interests, items, target, chunk) if cfg.multi_loss else None
+            return single.mean(), None if multi is None else multi.mean()
         single = losses.full_softmax_loss(selected @ items.T, target, cfg.remi_beta, cfg.ihn_detach).mean()
         if not cfg.multi_loss:
             return single, None
