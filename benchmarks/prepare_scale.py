@@ -8,9 +8,11 @@ and interleaved A/B/A/B over --repeats:
 - ``prepare``: ``bamrec.data.prepare.prepare_dataset`` on the directory (read, order, number, save);
 - ``bound``: the in-process bound, a bare polars streaming scan of the same three columns of the
   same files, sorted by (user, time) with a stable sort, collected: the least any preparation of
-  these files must do.
+  these files must do;
+- ``scan`` (with ``--modes``): the scan of the three columns alone, no sort: the floor of reading.
 
-It reports the median wall time and peak RSS of both, and their ratios. Example::
+It reports the median wall time, CPU time (all threads) and peak RSS of each, and their ratios. On a
+busy machine wall time stretches with the load; CPU time much less. Example::
 
     python benchmarks/prepare_scale.py --rows 10000000,30000000,100000000 --dir /tmp/bamrec-parts \\
         --out bench-results/prepare_scale.json
@@ -66,7 +68,7 @@ def generate(root: Path, rows: int, seed: int = 0) -> Path:
 
 def child(mode: str, root: str, out: str) -> dict:
     """Run one measurement in this process and return its figures."""
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     if mode == "prepare":
         from bamrec.data.prepare import prepare_dataset
 
@@ -77,12 +79,14 @@ def child(mode: str, root: str, out: str) -> dict:
         import polars as pl
 
         files = sorted(str(p) for p in Path(root).glob("part-*.parquet"))
-        frame = (pl.scan_parquet(files).select("user_id", "item_id", "ts")
-                 .sort(["user_id", "ts"], maintain_order=True).collect(engine="streaming"))
+        scan = pl.scan_parquet(files).select("user_id", "item_id", "ts")
+        if mode == "bound":
+            scan = scan.sort(["user_id", "ts"], maintain_order=True)
+        frame = scan.collect(engine="streaming")
         rows, extra = frame.height, {}
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    return {"mode": mode, "rows": rows, "seconds": seconds, "peak_rss_gb": peak, **extra}
+    return {"mode": mode, "rows": rows, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_gb": peak, **extra}
 
 
 def measure(mode: str, root: Path, threads: int) -> dict:
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/bamrec-parts", help="where the part directories are cached")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="POLARS_MAX_THREADS of the measured processes")
+    parser.add_argument("--modes", default="prepare,bound", help="which measurements, interleaved in this order")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "ROOT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -111,9 +116,10 @@ def main() -> None:
     for rows in [int(float(r)) for r in args.rows.split(",")]:
         root = generate(Path(args.dir) / f"rows-{rows}", rows)
         size = sum(p.stat().st_size for p in root.glob("part-*"))
-        runs: dict[str, list[dict]] = {"prepare": [], "bound": []}
+        modes = args.modes.split(",")
+        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
         for _ in range(args.repeats):
-            for mode in ("prepare", "bound"):
+            for mode in modes:
                 runs[mode].append(measure(mode, root, args.threads))
                 print(json.dumps(runs[mode][-1]), flush=True)
         row = {"rows": rows, "parts": len(list(root.glob("part-*"))), "bytes": size,
@@ -121,20 +127,24 @@ def main() -> None:
         for mode, got in runs.items():
             row[f"{mode}_seconds"] = statistics.median(r["seconds"] for r in got)
             row[f"{mode}_peak_rss_gb"] = statistics.median(r["peak_rss_gb"] for r in got)
-        row["time_ratio"] = row["prepare_seconds"] / row["bound_seconds"]
-        row["memory_ratio"] = row["prepare_peak_rss_gb"] / row["bound_peak_rss_gb"]
-        row["bytes_per_row_peak"] = row["prepare_peak_rss_gb"] * 1e9 / rows
+            row[f"{mode}_cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in got)
+        if "prepare" in runs:
+            row["bytes_per_row_peak"] = row["prepare_peak_rss_gb"] * 1e9 / rows
+            for mode in runs:
+                if mode != "prepare":
+                    row[f"time_ratio_{mode}"] = row["prepare_seconds"] / row[f"{mode}_seconds"]
+                    row[f"memory_ratio_{mode}"] = row["prepare_peak_rss_gb"] / row[f"{mode}_peak_rss_gb"]
         results.append(row)
         print(json.dumps(row), flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"results": results}, indent=2) + "\n")
-    print("| rows | parts | prepare s | prepare peak GB | bound s | bound peak GB | time ratio | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"results": results}, indent=2) + "\n")
+    header = [f"{mode} {what}" for mode in modes for what in ("s", "peak GB")]
+    print("| rows | parts | " + " | ".join(header) + " |")
+    print("|---|---|" + "---|" * len(header))
     for r in results:
-        print(f"| {r['rows']:,} | {r['parts']} | {r['prepare_seconds']:.1f} | {r['prepare_peak_rss_gb']:.2f} | "
-              f"{r['bound_seconds']:.1f} | {r['bound_peak_rss_gb']:.2f} | {r['time_ratio']:.2f} | "
-              f"{r['memory_ratio']:.2f} |")
+        cells = [f"{r[f'{mode}_seconds']:.1f} | {r[f'{mode}_peak_rss_gb']:.2f}" for mode in modes]
+        print(f"| {r['rows']:,} | {r['parts']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
-"""PyTorch DDP support for ``torchrun``: one process per device, rank 0 validates and writes.
+"""PyTorch DDP support for ``torchrun``: one process per device; every rank trains, validates and tests
+its share, rank 0 writes the run.
 
-Each process draws its own training batches (sampler seed offset by rank), so ``batch_size`` is per
-process and the effective batch is ``batch_size * world_size``. Gradients are averaged by DDP.
-Validation, checkpoints and logs happen on rank 0; its stop decision is broadcast so every process
-leaves the loop at the same iteration.
-
-Every decision that makes the loop stop goes through :func:`agree_on_stop`, called by every rank at each
-validation check: that is the one place where the ranks agree on stopping (and on why).
+- Data: each process draws its own batches, negatives and selection draws (generators seeded by rank),
+  so ``batch_size`` is per process and the effective batch is ``batch_size * world_size``; DDP averages
+  the gradients. ``--resume`` restores every rank's own streams: at each check the ranks' states are
+  gathered (:func:`gather_objects`) and saved one per rank (``training.resume``).
+- Stopping: every decision that makes the loop stop goes through :func:`agree_on_stop`, called by every
+  rank at the same iterations: the codes are combined by an all-reduce (max), so a non-finite loss on
+  any one rank stops all of them at the same iteration, and none is left waiting in an all-reduce.
+- Evaluation: :func:`sharded_evaluation` gives each rank every ``world_size``-th user of the view and
+  gathers the per-user ranks, so every rank holds the whole result, in view order, identical to a
+  single-process evaluation.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from bamrec.data.split import EvalView
+from bamrec.evaluation.metrics import EvalResult
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,64 @@ STOP_REASONS = ("patience", "nan")  # codes 1.. of agree_on_stop; 0 = go on
 def agree_on_stop(reason: str | None, context: DistributedContext, device: torch.device) -> str | None:
     """The stop decision every rank acts on, given this rank's own ``reason`` (None = go on).
 
-    Today rank 0's decision is taken by all (only rank 0 validates, so only it can run out of patience).
-    A reason any rank may raise on its own (a non-finite loss) must be combined here instead, e.g. by an
-    all-reduce of the codes, so that no rank leaves the loop alone and the others wait on it forever.
+    Any rank may raise a reason on its own (rank 0 runs out of patience; any rank sees a non-finite
+    loss): the all-reduce takes the highest code, so ``nan`` wins over ``patience`` and every rank
+    returns the same answer. Must be called by every rank at the same iteration.
     """
     if not context.enabled:
         return reason
     code = torch.tensor([0 if reason is None else STOP_REASONS.index(reason) + 1], device=device)
-    dist.broadcast(code, src=0)
+    dist.all_reduce(code, op=dist.ReduceOp.MAX)
     value = int(code.item())
     return None if value == 0 else STOP_REASONS[value - 1]
+
+
+def gather_objects(obj: Any, context: DistributedContext) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` in a single process."""
+    if not context.enabled:
+        return [obj]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_state(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Rank 0's parameters and buffers into ``module`` on every rank (in place)."""
+    if context.enabled:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def broadcast_flag(flag: bool, context: DistributedContext, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def sharded_evaluation(evaluate_view: Callable[[EvalView], EvalResult], view: EvalView,
+                       context: DistributedContext) -> EvalResult:
+    """``evaluate_view(view)``, with the users split over the ranks and the ranks gathered.
+
+    Rank r evaluates positions ``r, r + W, r + 2W, ...`` of ``view``; the result on every rank is the
+    whole view's, in view order (ranks are exact, so the metrics equal a single process's).
+    """
+    if not context.enabled:
+        return evaluate_view(view)
+    positions = np.arange(context.rank, len(view), context.world_size)  # [U_r]
+    part = evaluate_view(view.subset(positions)) if len(positions) else None
+    shards = gather_objects(None if part is None else (positions, part.ranks, part.target_interest,
+                                                       part.protocol, part.cutoffs), context)
+    ranks = np.empty(len(view), dtype=np.int64)
+    target_interest = np.empty(len(view), dtype=np.int64)
+    for shard in shards:
+        if shard is not None:
+            where, shard_ranks, shard_interest, protocol, cutoffs = shard
+            ranks[where], target_interest[where] = shard_ranks, shard_interest
+    return EvalResult(ranks=ranks, target_interest=target_interest, users=np.asarray(view.users, dtype=np.int64).copy(),
+                      protocol=protocol, cutoffs=cutoffs)
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:

@@ -15,10 +15,11 @@ device would have drawn (its kernels differ anyway). The global CPU generator is
 * :class:`ResumeState` is the shared part (iteration, elapsed time, early-stopping state, weights and
   optimiser of the objective) plus ``ranks``: one :class:`RankState` per process, indexed by rank.
 
-Rank 0 writes the file at every validation check (atomically: a crash never leaves half a file).
-Today ``ranks`` holds rank 0's streams only and every process restores ``ranks[min(rank, len - 1)]``;
-gathering every rank's :class:`RankState` before :func:`save` (a collective at the check) is the place
-to make DDP resumes draw per-rank streams again.
+Rank 0 writes the file at every validation check (atomically: a crash never leaves half a file), after
+gathering every rank's :class:`RankState` (``distributed.gather_objects``, a collective at the check), so
+each process of a resumed DDP run continues its own streams. A rank the file has no state for (a run
+resumed with more processes than it was saved with, or a file written before per-rank states) starts
+fresh streams seeded by its rank and the iteration (:func:`fresh_streams`): never another rank's.
 
 :func:`check_resumable` refuses a resume whose dataset, model or training options differ from the
 saved run (only :data:`MAY_CHANGE_ON_RESUME` may change).
@@ -109,9 +110,9 @@ class ResumeState:
     optimizer: dict[str, Any]
     ranks: list[RankState] = field(default_factory=list)
 
-    def rank_state(self, rank: int) -> RankState:
-        """The streams process ``rank`` continues with (see the module docstring)."""
-        return self.ranks[min(rank, len(self.ranks) - 1)]
+    def rank_state(self, rank: int) -> RankState | None:
+        """The streams process ``rank`` continues with, or None when the file has none for it."""
+        return self.ranks[rank] if rank < len(self.ranks) else None
 
     def to_payload(self) -> dict[str, Any]:
         return {"format": RESUME_FORMAT, "iteration": self.iteration, "elapsed_s": self.elapsed_s,
@@ -130,6 +131,15 @@ class ResumeState:
         return cls(iteration=payload["iteration"], elapsed_s=payload["elapsed_s"],
                    early_stopping=payload["early_stopping"], objective=payload["objective"],
                    optimizer=payload["optimizer"], ranks=[RankState.from_payload(r) for r in payload["ranks"]])
+
+
+def fresh_streams(sampler: TrainSampler, selection_generator: torch.Generator, seed: int, rank: int,
+                  iteration: int) -> None:
+    """Seed a rank's streams from ``(seed, rank, iteration)``: distinct from every other rank's, and
+    from the streams this rank would have started the run with."""
+    base = seed + 7919 * rank + 104_729 * (iteration + 1)
+    sampler.generator.manual_seed(base)
+    selection_generator.manual_seed(base + 1)
 
 
 def save(out: Path, state: ResumeState) -> None:

@@ -13,13 +13,15 @@ The parts the loop is made of, each in its own place:
 * per-check callbacks (log line, progress bar, extra loggers passed to ``train``):
   :mod:`bamrec.training.callbacks`;
 * DDP: the ranks agree on stopping in :func:`bamrec.training.distributed.agree_on_stop`, called by
-  every rank at every check;
+  every rank at every loss read-out (a non-finite loss on any rank) and every check (patience); every
+  rank validates and tests its share of the users; rank 0 writes;
 * Ctrl-C / SIGTERM: :mod:`bamrec.training.interrupts` stops the loop (never inside a check's writes);
   the run is then finished with its best checkpoint, ``stopped`` says ``interrupted (SIGTERM)`` and
   ``TrainResult.interrupt_signal`` tells the CLI its exit status.
 
-A check (:func:`_check`, rank 0) runs: validation -> early stopping -> best weights (when improved) ->
-resume state -> ``metrics.jsonl`` -> callbacks.
+A check runs validation (every rank, users split) and gathers every rank's random streams, then on
+rank 0 (:func:`_check`): early stopping -> best weights (when improved) -> resume state (one stream
+state per rank) -> ``metrics.jsonl`` -> callbacks.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ from bamrec.training.distributed import (
     DistributedContext,
     agree_on_stop,
     all_reduce_sum,
+    broadcast_flag,
+    broadcast_state,
+    gather_objects,
     init_distributed,
+    sharded_evaluation,
     shutdown,
 )
 from bamrec.training.early_stopping import EarlyStopping
@@ -193,11 +199,18 @@ def _train(
         objective.load_state_dict(saved.objective)
         optimizer.load_state_dict(saved.optimizer)
         rank_state = saved.rank_state(context.rank)
-        reseeded = rank_state.apply(sampler, selection_generator)
+        reseeded = False
+        if rank_state is not None:
+            reseeded = rank_state.apply(sampler, selection_generator)
+        else:
+            resume_state.fresh_streams(sampler, selection_generator, tc.seed, context.rank, saved.iteration)
+        if len(saved.ranks) < context.world_size:
+            log(f"note: {out / ckpt.RESUME_FILE} holds the random streams of {len(saved.ranks)} process(es); "
+                f"processes {len(saved.ranks)}..{context.world_size - 1} start fresh streams")
         stopper.load_state_dict(saved.early_stopping)
         state = LoopState(iteration=saved.iteration, elapsed_s=saved.elapsed_s)
         log(f"resumed from iteration {state.iteration}")
-        if reseeded:
+        if reseeded and rank_state is not None:
             log(f"note: the checkpoint was written on {rank_state.device_type}, this run is on {device.type}: "
                 "generator states do not carry over between device types, so the random streams were "
                 "re-seeded from the saved ones (deterministic, but not the batches the original device would "
@@ -211,7 +224,7 @@ def _train(
         model = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None
         )
-    validate = build_validation(config, dataset, split, device)
+    validate = build_validation(config, dataset, split, device, context)
     if main:
         log(
             f"training {config.model.model} ({config.model.num_interests} interests, d={config.model.hidden_size}, "
@@ -227,10 +240,7 @@ def _train(
                       and main)
     with catch_interrupts() as interrupts:
         stopped = fit(session, state, stopper, bar, [LogCheck(log), bar, *extra_callbacks], interrupts)
-    if not main:
-        return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s,
-                           stopper.best_valid or {}, {}, main_process=False, interrupt_signal=interrupts.signum)
-    return _finish(config, objective, dataset, split, out, device, state, stopper, stopped, log, interrupts)
+    return _finish(session, dataset, split, state, stopper, stopped, interrupts)
 
 
 class _Meter:
@@ -290,18 +300,29 @@ def fit(
             is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
             if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
                 recent = output.loss.item()
-                if not math.isfinite(recent):
+                # Every rank reads its loss at the same iterations and they agree: a non-finite loss on
+                # any one rank stops all of them here (none is left waiting in the next all-reduce).
+                if agree_on_stop(None if math.isfinite(recent) else "nan", context, device) == "nan":
                     stopped = "nan"
-                    session.log(f"loss became {recent} at iteration {state.iteration}: stopping; "
+                    what = f"{recent}" if not math.isfinite(recent) else "non-finite"
+                    where = "" if not context.enabled else (
+                        f" on process {context.rank}" if not math.isfinite(recent) else " on another process")
+                    session.log(f"loss became {what}{where} at iteration {state.iteration}: stopping; "
                                 f"{_kept(stopper)}. Lower --lr or check the data.")
                     break
                 bar.set_loss(recent)
             if is_check:
                 state.elapsed_s = time.perf_counter() - started
                 all_reduce_sum(meter.selection_counts, context)
+                all_reduce_sum(meter.loss_sum, context).div_(context.world_size)  # mean over ranks
+                metrics = None
+                if getattr(session.validate, "sharded", False) or context.is_main:  # sharded: every rank
+                    metrics = session.validate(session.objective.backbone)
+                rank_states = gather_objects(
+                    resume_state.RankState.capture(session.sampler, session.selection_generator), context)
                 reason = None
                 if context.is_main:
-                    _check(session, state, stopper, meter, callbacks, interrupts)
+                    _check(session, state, stopper, meter, callbacks, interrupts, metrics, rank_states)
                     reason = "patience" if stopper.should_stop else None
                 session.model.train()
                 meter.reset()
@@ -338,10 +359,11 @@ def _step(session: Session) -> ObjectiveOutput:
 
 
 def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
-           callbacks: Sequence[CheckCallback], interrupts: Interrupts) -> None:
-    """One validation check on rank 0: validate, keep the best weights, save the resume state, report."""
+           callbacks: Sequence[CheckCallback], interrupts: Interrupts, metrics: dict[str, Any],
+           rank_states: list[resume_state.RankState]) -> None:
+    """One validation check on rank 0, given the validation ``metrics`` and every rank's random
+    streams: keep the best weights, save the resume state, report."""
     config, objective, out = session.config, session.objective, session.out
-    metrics = session.validate(objective.backbone)
     mean_loss = meter.mean_loss()
     shares = meter.selection_shares()
     with interrupts.critical():  # all of these or none: the early-stopping state must match the files
@@ -351,7 +373,7 @@ def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _M
         resume_state.save(out, resume_state.ResumeState(
             iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
             objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
-            ranks=[resume_state.RankState.capture(session.sampler, session.selection_generator)],
+            ranks=rank_states,
         ))
         ckpt.append_jsonl(out / ckpt.METRICS_FILE, {
             "iter": state.iteration,
@@ -371,11 +393,13 @@ def _weights_metadata(config: RunConfig) -> dict[str, str]:
     return {"format": ckpt.RUN_FORMAT, "model": config.model.model, "selection": config.train.selection}
 
 
-def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, split: LeaveOneOut, out: Path,
-            device: torch.device, state: LoopState, stopper: EarlyStopping, stopped: str, log: Log,
-            interrupts: Interrupts) -> TrainResult:
-    """Test the best checkpoint and write ``summary.json`` and ``diagnostics.json``."""
-    if not (out / ckpt.WEIGHTS_FILE).is_file():
+def _finish(session: Session, dataset: SequenceDataset, split: LeaveOneOut, state: LoopState,
+            stopper: EarlyStopping, stopped: str, interrupts: Interrupts) -> TrainResult:
+    """Test the best checkpoint (every rank ranks its share of the test users) and, on rank 0, write
+    ``summary.json`` and ``diagnostics.json``."""
+    config, objective, out, device, context = (session.config, session.objective, session.out, session.device,
+                                               session.context)
+    if not broadcast_flag(context.is_main and (out / ckpt.WEIGHTS_FILE).is_file(), context, device):
         if interrupts.signum is not None:
             raise TrainingInterrupted(
                 f"training was {stopped} at iteration {state.iteration}, before the first validation check, "
@@ -384,10 +408,17 @@ def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, s
             f"training stopped ({stopped}) at iteration {state.iteration} before the first validation check, "
             f"so no checkpoint was kept; lower --eval-every or check the data and learning rate"
         )
-    ckpt.load_weights(out, objective)
-    test_result = evaluate_model_result(objective.backbone, dataset, split.view("test"), config,
-                                        protocol=config.eval.protocol, device=device)
+    if context.is_main:
+        ckpt.load_weights(out, objective)
+    broadcast_state(objective, context)  # rank 0 read the best weights; the run dir may be on its machine only
+    test_result = sharded_evaluation(
+        lambda view: evaluate_model_result(objective.backbone, dataset, view, config, protocol=config.eval.protocol,
+                                           device=device),
+        split.view("test"), context)
     test = test_result.metrics()
+    if not context.is_main:
+        return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s,
+                           stopper.best_valid or {}, test, main_process=False, interrupt_signal=interrupts.signum)
     summary = {
         "test": test,
         "best_iter": stopper.best_iter,
@@ -398,8 +429,9 @@ def _finish(config: RunConfig, objective: Objective, dataset: SequenceDataset, s
     }
     ckpt.write_json(out / ckpt.SUMMARY_FILE, summary)
     _write_diagnostics(config, objective, dataset, split, out, device, test_result)
-    log(f"done ({stopped}) after {state.iteration} iterations in {state.elapsed_s:.1f} s; best iteration "
-        f"{stopper.best_iter}; test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float)))
+    session.log(f"done ({stopped}) after {state.iteration} iterations in {state.elapsed_s:.1f} s; best iteration "
+                f"{stopper.best_iter}; test "
+                + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float)))
     return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s, stopper.best_valid or {},
                        test, interrupt_signal=interrupts.signum)
 

@@ -2,8 +2,10 @@
 
 A validation step is any callable ``validate(backbone) -> metrics`` (:class:`Validation`), built once
 per run by :func:`build_validation` from the registry :data:`VALIDATIONS` (name -> factory). The loop
-calls it at every check on rank 0, in eval mode restored afterwards, and hands the metrics to early
-stopping and to the per-check callbacks (:mod:`bamrec.training.callbacks`).
+calls it at every check, in eval mode restored afterwards, and hands the metrics to early stopping and to
+the per-check callbacks (:mod:`bamrec.training.callbacks`). Under DDP a step whose ``sharded``
+attribute is true is called on every rank, each ranking its share of the users
+(``training.distributed.sharded_evaluation``); any other step runs on rank 0 alone.
 
 Every step must compute the metric early stopping follows: :func:`validation_cutoffs` is the set of
 cutoffs to evaluate.
@@ -25,8 +27,9 @@ import torch
 from bamrec.config import RunConfig, check_metric_name
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, LeaveOneOut
-from bamrec.evaluation.model_eval import evaluate_model
+from bamrec.evaluation.model_eval import evaluate_model_result
 from bamrec.evaluation.validation import REFERENCE_DRAWS, ReferenceValidation
+from bamrec.training.distributed import DistributedContext, sharded_evaluation
 
 
 class Validation(Protocol):
@@ -45,6 +48,7 @@ class ValidationContext:
     device: torch.device
     cutoffs: tuple[int, ...]  # validation_cutoffs(config)
     seed: int  # for protocols that draw users
+    distributed: DistributedContext = DistributedContext()  # DDP: the step runs on every rank, users split
 
 
 def validation_cutoffs(config: RunConfig) -> tuple[int, ...]:
@@ -68,14 +72,19 @@ class FixedValidation:
     """The standard step: one fixed set of validation users (all, or ``valid_users`` of them drawn once),
     full-catalogue ranking under the standard protocol."""
 
+    sharded = True  # under DDP every rank ranks its share of the users
+
     def __init__(self, context: ValidationContext) -> None:
         self.context = context
         self.view = validation_view(context.split, context.config.train.valid_users, context.seed)
 
     def __call__(self, backbone: torch.nn.Module) -> dict[str, Any]:
         c = self.context
-        return evaluate_model(backbone, c.dataset, self.view, c.config, protocol="standard", device=c.device,
-                              cutoffs=c.cutoffs)
+        return sharded_evaluation(
+            lambda view: evaluate_model_result(backbone, c.dataset, view, c.config, protocol="standard",
+                                               device=c.device, cutoffs=c.cutoffs),
+            self.view, c.distributed,
+        ).metrics()
 
 
 def reference_validation(context: ValidationContext) -> Validation:
@@ -93,8 +102,8 @@ VALIDATIONS: dict[str, Callable[[ValidationContext], Validation]] = {
 
 
 def build_validation(config: RunConfig, dataset: SequenceDataset, split: LeaveOneOut,
-                     device: torch.device) -> Validation:
-    """The validation step ``config.train.valid_protocol`` names."""
+                     device: torch.device, distributed: DistributedContext = DistributedContext()) -> Validation:
+    """The validation step ``config.train.valid_protocol`` names (under DDP, called on every rank)."""
     context = ValidationContext(config=config, dataset=dataset, split=split, device=device,
-                                cutoffs=validation_cutoffs(config), seed=config.train.seed)
+                                cutoffs=validation_cutoffs(config), seed=config.train.seed, distributed=distributed)
     return VALIDATIONS[config.train.valid_protocol](context)
