@@ -161,7 +161,10 @@ def time_order(ucodes: np.ndarray, times: np.ndarray | None) -> np.ndarray | Non
         low = int(times.min())
         span = int(times.max()) - low + 1
         if (int(ucodes.max()) + 1) * span < (1 << 62):
-            keys = [ucodes * span + (times - low)]  # [nnz] one key: user-major, then time
+            key = ucodes * span  # [nnz] one key: user-major, then time (in place: one array, not three)
+            key += times
+            key -= low
+            keys = [key]
         else:
             keys = [ucodes, times]
     if len(keys) == 1 and (len(keys[0]) < 2 or bool(np.all(keys[0][1:] >= keys[0][:-1]))):
