@@ -25,7 +25,8 @@ from bamrec.retrieval.service import Candidates, ExactSearch, Query, Recommendat
 from bamrec.training import checkpoint as ckpt
 from bamrec.training.callbacks import CheckCallback
 from bamrec.training.objective import Objective
-from bamrec.training.trainer import TrainResult, resolve_device
+from bamrec.devices import resolve_device
+from bamrec.training.trainer import TrainResult
 from bamrec.training.trainer import train as _train
 
 
@@ -39,6 +40,7 @@ def train(config: RunConfig | Mapping[str, Any], out: str | Path, *, overwrite: 
         nested = any(key in config for key in ("model", "train", "eval")) and all(
             isinstance(config.get(key, {}), Mapping) for key in ("model", "train", "eval"))
         config = run_config_from_dict(config) if nested else run_config_from_flat(config)
+    resolve_device(config.train.device)  # a device this machine lacks: one clear error before any work
     return _train(config, out, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose,
                   callbacks=callbacks)
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import os
 import re
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -58,8 +61,10 @@ class TrainConfig:
     num_negatives: int = 1280  # S, uniform negatives for the sampled softmax
     negatives: str = "shared"  # "shared" per batch, or "per-example" (the original's way)
     remove_accidental_hits: bool = False  # mask sampled negatives equal to the positive
-    remi_beta: float = 0.0  # REMI interest-aware hard negatives (0 = off)
-    remi_lambda: float = 0.0  # REMI routing regularisation weight (0 = off)
+    # None = the model's preset (``models.resolve_presets``): 0.01 / 100 for "remi" (lambda only
+    # under hard selection), else 0 (off). An explicit 0 is kept: it turns the part off, also for remi.
+    remi_beta: float | None = None  # REMI interest-aware hard negatives (0 = off)
+    remi_lambda: float | None = None  # REMI routing regularisation weight (0 = off)
     rr_positions: str = "valid"  # routing regularisation centres/sums over "valid" positions or "all" L (original)
     ihn_detach: bool = True  # REMI hard-negative weights carry no gradient (False = original)
     batch_size: int = 128  # training examples per step
@@ -112,11 +117,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_choice(name: str, value: str) -> str:
+def check_choice(name: str, value: str, label: str | None = None) -> str:
     """Return ``value`` if it is valid for ``name``, else raise a ConfigError listing the valid ones."""
     valid = CHOICES.get(name)
     if valid is not None and value not in valid:
-        raise ConfigError(f"invalid {name} {value!r}: choose one of {', '.join(valid)}")
+        raise ConfigError(f"invalid {label or name} {value!r}: choose one of {', '.join(valid)}")
     return value
 
 
@@ -133,60 +138,106 @@ def check_metric_name(name: str, option: str = "metric") -> tuple[str, int]:
 
 
 def _validate_section(obj: Any) -> None:
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if f.name in CHOICES and isinstance(value, str):
-            check_choice(f.name, value)
-    positive = ("num_interests", "hidden_size", "seq_len", "routing_iters", "num_blocks", "num_heads",
-                "bam_l_dim", "num_negatives",
-                "batch_size", "max_iters", "eval_every", "patience",
-                "user_batch_size", "item_chunk_size")
-    for name in positive:
-        if hasattr(obj, name) and getattr(obj, name) <= 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(obj, name)}")
-    for name in ("lr", "temperature"):
-        if hasattr(obj, name) and not getattr(obj, name) > 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(obj, name)}")
-    for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users"):
-        if hasattr(obj, name) and getattr(obj, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(obj, name)}")
+    """Checks that involve more than one field's type and range (those are done by ``check_value``)."""
     if hasattr(obj, "select_metric"):
         check_metric_name(obj.select_metric, "select_metric")
     if hasattr(obj, "dropout") and not 0 <= obj.dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {obj.dropout}")
     if hasattr(obj, "num_heads") and obj.hidden_size % obj.num_heads:
         raise ConfigError(f"hidden_size {obj.hidden_size} must be divisible by num_heads {obj.num_heads}")
-    if hasattr(obj, "cutoffs"):
-        if not obj.cutoffs or any(int(k) <= 0 for k in obj.cutoffs):
-            raise ConfigError(f"cutoffs must be positive integers, got {obj.cutoffs}")
+
+
+# Allowed ranges of numeric options, for the CLI flags and the config files alike.
+RANGES: dict[str, str] = {
+    **{name: ">0" for name in ("num_interests", "hidden_size", "seq_len", "routing_iters", "num_blocks", "num_heads", "bam_l_dim",
+                               "num_negatives", "batch_size", "max_iters", "eval_every", "patience",
+                               "user_batch_size", "item_chunk_size", "lr", "temperature", "cutoffs")},
+    **{name: ">=0" for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users", "dropout")},
+}
+
+
+def accepted_form(name: str, kind: Any) -> str:
+    """What option ``name`` of type ``kind`` accepts, in words (``"a positive integer"``)."""
+    if name in CHOICES:
+        return "one of " + ", ".join(CHOICES[name])
+    bound = RANGES.get(name)
+    if kind == tuple[int, ...]:
+        return "a list of positive integers like [10, 20, 50]"
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return {">0": "a positive integer", ">=0": "an integer >= 0"}.get(bound or "", "an integer")
+    if kind in (float, float | None):
+        return {">0": "a positive number", ">=0": "a number >= 0"}.get(bound or "", "a number")
+    return "a string"
+
+
+def in_range(name: str, value: Any) -> bool:
+    """Whether a number (or each number of a tuple) is inside ``RANGES[name]``; NaN never is."""
+    bound = RANGES.get(name)
+    values = value if isinstance(value, tuple) else (value,)
+    if bound == ">0":
+        return all(v > 0 for v in values)
+    if bound == ">=0":
+        return all(v >= 0 for v in values)
+    return all(v == v for v in values)
+
+
+def check_value(name: str, kind: Any, value: Any, label: str | None = None) -> Any:
+    """``value`` as option ``name`` of type ``kind`` (from a type hint), or a ConfigError saying what
+    is accepted. Strict: no ``int(2.7)``, no ``"true"`` for a bool, no ``"10,20"`` for a list."""
+    label = label or name
+    problem = ConfigError(f"{label} must be {accepted_form(name, kind)}, got {value!r}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise problem
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise problem
+        if name in CHOICES:
+            check_choice(name, value, label)
+        return value
+    if kind == tuple[int, ...]:
+        if not isinstance(value, (list, tuple)) or not value or not all(_is_int(v) for v in value):
+            raise problem
+        value = tuple(int(v) for v in value)
+    elif kind is int:
+        if not _is_int(value):
+            raise problem
+        value = int(value)
+    elif kind in (float, float | None):
+        if value is None and kind != float:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+                raise ConfigError(f"{label} must be {accepted_form(name, kind)}, got the string {value!r} "
+                                  "(in YAML write numbers with a dot, e.g. 1.0e-3)")
+            raise problem
+        value = float(value)
+    if not in_range(name, value):
+        raise problem
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {where!r} must be a table of options, got {values!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown {where} option(s): {', '.join(unknown)}; valid: {', '.join(known)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        f = known[name]
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
-            kwargs[name] = _build(type(default), value, name)
-        elif isinstance(default, tuple):
-            kwargs[name] = tuple(int(v) for v in value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            try:
-                kwargs[name] = type(default)(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}.{name} must be a number, got {value!r}") from None
-        else:
-            kwargs[name] = value
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: check_value(name, hints[name], value, f"{where}.{name}") for name, value in values.items()}
     obj = cls(**kwargs)
-    _validate_section(obj)
+    if hasattr(obj, "device"):
+        from bamrec.devices import check_device_name
+
+        check_device_name(obj.device, f"{where}.device")
     return obj
 
 
@@ -200,8 +251,11 @@ def run_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     from bamrec.compat.recipe import apply_recipe
 
     values = apply_recipe(values)
+    data = values.get("data", "")
+    if not isinstance(data, (str, os.PathLike)):
+        raise ConfigError(f"data must be the path of a prepared dataset, got {data!r}")
     return RunConfig(
-        data=str(values.get("data", "")),
+        data=str(data),
         model=_build(ModelConfig, values.get("model", {}), "model"),
         train=_build(TrainConfig, values.get("train", {}), "train"),
         eval=_build(EvalConfig, values.get("eval", {}), "eval"),
@@ -233,7 +287,7 @@ def run_config_from_flat(values: Mapping[str, Any], base: RunConfig | None = Non
             nested[SECTION[option]][option] = value
     for name, value in values.items():
         if name == "data":
-            nested["data"] = str(value)
+            nested["data"] = value
             continue
         if name not in where:
             raise ConfigError(f"unknown option {name!r}; valid: data, {', '.join(where)}")

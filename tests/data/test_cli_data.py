@@ -37,7 +37,8 @@ def test_prepare_flags_reach_the_library(fixtures, tmp_path, capsys):
             "--item-col", "iid", "--time-col", "ts", "--min-user-count", "3", "--dedupe"]
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["rules"] == {"min_user_count": 3, "min_item_count": 0, "dedupe": True, "category": None}
+    assert manifest["rules"] == {"min_user_count": 3, "min_item_count": 0, "dedupe": True, "category": None,
+                                 "id_type": "str"}
     assert manifest["columns"] == {"user": "uid", "item": "iid", "time": "ts"}
     assert "1 users" in capsys.readouterr().out
     assert main(args + ["--overwrite", "--min-item-count", "2"]) == 2  # k-core empties it

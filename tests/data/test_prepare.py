@@ -38,18 +38,36 @@ def test_users_grouped_without_times_keep_file_order():
     assert _sequences(dataset) == [[2, 4], [1, 3]]
 
 
-def test_numeric_ids_compare_as_numbers():
-    dataset = build_dataset(["10", "9", "100"], ["10", "9", "100"], [1, 1, 1])
+def test_numeric_ids_compare_as_numbers_only_when_asked():
+    as_text = build_dataset(["10", "9", "100"], ["10", "9", "100"], [1, 1, 1])
+    assert as_text.user_ids.tolist() == ["10", "100", "9"]  # text stays text: string order
+    dataset = build_dataset(["10", "9", "100"], ["10", "9", "100"], [1, 1, 1], id_type="int")
     assert dataset.user_ids.dtype == np.int64
     assert dataset.user_ids.tolist() == [9, 10, 100]
     assert dataset.item_ids.tolist() == [9, 10, 100]
     assert _sequences(dataset) == [[1], [2], [3]]  # user 9 -> item 9, user 10 -> item 10, ...
 
 
-def test_one_non_integer_makes_all_ids_strings():
+def test_ids_given_as_text_stay_text():
     dataset = build_dataset(["10", "9", "x"], [1, 2, 3])
     assert dataset.user_ids.tolist() == ["10", "9", "x"]  # string order: "10" < "9" < "x"
-    assert dataset.item_ids.dtype == np.int64  # items are judged on their own
+    assert dataset.item_ids.dtype == np.int64  # integers given as integers stay integers
+    with pytest.raises(DataError, match=r"user id 'x' is not an integer, but --id-type int"):
+        build_dataset(["10", "9", "x"], [1, 2, 3], id_type="int", source="log.txt")
+    assert build_dataset([3, 1], [1, 2], id_type="str").user_ids.tolist() == ["1", "3"]
+
+
+def test_leading_zeros_are_distinct_ids_and_round_trip(tmp_path):
+    # Before: every id parsed as an integer, so 007 and 7 became one item and 0123 came back as 123.
+    raw = tmp_path / "log.txt"
+    raw.write_text("1 007\n1 7\n1 0123\n2 7\n2 0123\n")
+    dataset = prepare_dataset(raw, tmp_path / "ds", fmt="uid-iid")
+    assert dataset.item_ids.tolist() == ["007", "0123", "7"]
+    assert dataset.manifest["rules"]["id_type"] == "str"
+    export = export_uid_iid(dataset, tmp_path / "back.txt", ids="original")
+    assert export.read_text() == raw.read_text()  # the same strings, in the same order
+    merged = prepare_dataset(raw, tmp_path / "int", fmt="uid-iid", id_type="int")
+    assert merged.item_ids.tolist() == [7, 123]  # asked for: 007 and 7 are one integer id
 
 
 def test_string_ids_sort_by_code_point_like_python():
@@ -229,7 +247,8 @@ def test_manifest(fixtures, tmp_path):
     raw = (fixtures / "ratings.dat").read_bytes()
     assert manifest["source"] == str((fixtures / "ratings.dat").resolve())
     assert manifest["format"] == "movielens-dat"
-    assert manifest["rules"] == {"min_user_count": 1, "min_item_count": 0, "dedupe": True, "category": None}
+    assert manifest["rules"] == {"min_user_count": 1, "min_item_count": 0, "dedupe": True, "category": None,
+                                 "id_type": "int"}  # the MovieLens default
     assert manifest["raw_file"] == {"name": "ratings.dat", "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     assert manifest["raw_interactions"] == 7 and manifest["time_order"] == "timestamp"
     assert manifest["bamrec_version"] == __version__

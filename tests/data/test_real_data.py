@@ -68,7 +68,7 @@ def test_sequence_files(shared_data, tmp_path, path, counts):
 
 def test_sequence_file_exports_as_its_own_lines(shared_data, tmp_path):
     path = shared_data / "lastfm" / "LastFM.txt"
-    dataset = prepare_dataset(path, tmp_path / "out", fmt="sequence")
+    dataset = prepare_dataset(path, tmp_path / "out", fmt="sequence", id_type="int")
     expected = b"".join(
         b"".join(fields[0] + b" " + item + b"\n" for item in fields[1:])
         for fields in (line.split() for line in path.read_bytes().splitlines())
@@ -78,6 +78,11 @@ def test_sequence_file_exports_as_its_own_lines(shared_data, tmp_path):
 
 def test_uid_iid_videogames_round_trips_byte_for_byte(shared_data, tmp_path):
     path = shared_data / "amazon-videogames" / "Video.txt"
-    dataset = prepare_dataset(path, tmp_path / "out", fmt="uid-iid")
+    dataset = prepare_dataset(path, tmp_path / "out", fmt="uid-iid", id_type="int")  # ids are 1..N already
     assert _counts(dataset) == (31_013, 23_715, 287_107)
     assert export_uid_iid(dataset, tmp_path / "x.txt").read_bytes() == path.read_bytes()
+    as_text = prepare_dataset(path, tmp_path / "str", fmt="uid-iid")  # the default: ids as text
+    assert _counts(as_text) == (31_013, 23_715, 287_107) and as_text.item_ids.dtype.kind == "U"
+    assert export_uid_iid(as_text, tmp_path / "y.txt", ids="original").read_bytes() != path.read_bytes()
+    assert sorted(export_uid_iid(as_text, tmp_path / "z.txt", ids="original").read_bytes().splitlines()) == sorted(
+        path.read_bytes().splitlines())  # the same lines, users in string order

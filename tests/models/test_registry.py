@@ -60,8 +60,17 @@ def test_remi_preset_keeps_user_values() -> None:
 
 
 def test_other_models_untouched() -> None:
-    cfg = run("comirec-sa", selection="hard")
+    cfg = run("comirec-sa", selection="hard", remi_beta=0.0, remi_lambda=0.0)
     assert resolve_presets(cfg) == cfg
+    unset = resolve_presets(run("comirec-sa", selection="hard"))  # None: the preset, which is "off" here
+    assert unset.train.remi_beta == 0.0 and unset.train.remi_lambda == 0.0
+
+
+def test_remi_explicit_zero_is_kept() -> None:
+    # Before: 0.0 meant "use the preset", so --remi-beta 0 silently became 0.01.
+    out = resolve_presets(run("remi", selection="hard", remi_beta=0.0, remi_lambda=0.0))
+    assert out.train.remi_beta == 0.0 and out.train.remi_lambda == 0.0
+    assert resolve_presets(out) == out
 
 
 @pytest.mark.parametrize("name", ["single", "sasrec"])

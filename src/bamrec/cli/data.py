@@ -9,6 +9,8 @@ import argparse
 import importlib
 import json
 
+from bamrec.cli import NONNEGATIVE_INT
+
 _PREPARE_EPILOG = """\
 registered datasets: ml-1m, ml-100k, amazon2023 (needs --category, e.g. Video_Games)
 formats: uid-iid, sequence, csv, tsv, parquet, jsonl, movielens-dat, movielens-udata
@@ -64,9 +66,15 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
                         help="raw file format (default: from the file name); for amazon2023: csv (5-core, "
                         "default) or jsonl (raw reviews)")
     parser.add_argument("--category", metavar="NAME", help="amazon2023 category, e.g. Movies_and_TV")
-    parser.add_argument("--min-user-count", type=int, default=0, metavar="N",
+    parser.add_argument("--id-type", choices=("str", "int"), default=None,
+                        help="how ids compare: str (the default: exactly as written, '007' and '7' "
+                        "are two items, '10' sorts before '9') or int (parsed as integers, numeric order; "
+                        "the default of the MovieLens formats, hence of ml-1m and ml-100k)")
+    parser.add_argument("--delimiter", metavar="CHAR",
+                        help="field separator of a csv/tsv file, e.g. ';' (default: ',' for csv, tab for tsv)")
+    parser.add_argument("--min-user-count", type=NONNEGATIVE_INT, default=0, metavar="N",
                         help="k-core: drop users with fewer than N interactions (iterated with --min-item-count)")
-    parser.add_argument("--min-item-count", type=int, default=0, metavar="N",
+    parser.add_argument("--min-item-count", type=NONNEGATIVE_INT, default=0, metavar="N",
                         help="k-core: drop items with fewer than N interactions")
     parser.add_argument("--dedupe", action="store_true",
                         help="keep only the first (in time order) of repeated user-item pairs")
@@ -92,12 +100,15 @@ def _add_stats(data_subparsers: argparse._SubParsersAction) -> None:
 def _add_export(data_subparsers: argparse._SubParsersAction) -> None:
     parser = data_subparsers.add_parser(
         "export", help="write a prepared dataset in the original BaM text format",
-        description="Write `user item` lines with internal ids: users ascending, each user's items in time "
+        description="Write `user item` lines (internal ids, or with --ids original the raw ids): users ascending, each user's items in time "
         "order (the format of the original BaM code).",
     )
     parser.add_argument("path", metavar="DIR", help="prepared dataset directory")
     parser.add_argument("--format", dest="fmt", choices=("uid-iid",), default="uid-iid",
                         help="output format (default: uid-iid)")
+    parser.add_argument("--ids", choices=("internal", "original"), default="internal",
+                        help="internal: 1-based internal ids, the BaM code's input (default); original: the "
+                        "ids as the raw file wrote them (preparing the export again gives the same dataset)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.set_defaults(handler=run_export)
@@ -111,7 +122,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         args.source, args.out, from_path=args.from_path, fmt=args.fmt, category=args.category,
         min_user_count=args.min_user_count, min_item_count=args.min_item_count, dedupe=args.dedupe,
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col, overwrite=args.overwrite,
-        progress=args.progress, mirror=args.mirror, echo=stderr_echo,
+        progress=args.progress, mirror=args.mirror, echo=stderr_echo, id_type=args.id_type,
+        delimiter=args.delimiter,
     )
     stats = dataset.stats()
     print(f"wrote {args.out}: {stats['users']:,} users, {stats['items']:,} items, "
@@ -153,6 +165,6 @@ def run_export(args: argparse.Namespace) -> int:
     from bamrec.data.sequences import SequenceDataset
 
     dataset = SequenceDataset.load(args.path)
-    path = export_uid_iid(dataset, args.out, overwrite=args.overwrite)
-    print(f"wrote {path}: {dataset.num_interactions:,} lines ({args.fmt})")
+    path = export_uid_iid(dataset, args.out, overwrite=args.overwrite, ids=args.ids)
+    print(f"wrote {path}: {dataset.num_interactions:,} lines ({args.fmt}, {args.ids} ids)")
     return 0

@@ -10,42 +10,76 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 from typing import Any
 
+from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
-from bamrec.config import CHOICES, EvalConfig, ModelConfig, TrainConfig, load_config_file, run_config_from_flat
+from bamrec.config import (
+    CHOICES,
+    EvalConfig,
+    ModelConfig,
+    TrainConfig,
+    accepted_form,
+    check_value,
+    load_config_file,
+    run_config_from_flat,
+)
+from bamrec.devices import DEVICE_FORM, check_device_name
 from bamrec.errors import ConfigError
 
 _SKIP_FLAGS = {"cutoffs"}  # given as "10,20,50", handled by parse_cutoffs
+CUTOFFS_FORM = "comma-separated positive integers like 10,20,50"
+# Defaults that depend on other options: what --help shows instead of the field's None.
+_DEFAULT_HELP = {
+    "remi_beta": "0.01 with --model remi, else 0 = off",
+    "remi_lambda": "100 with --model remi and --selection hard, else 0 = off",
+}
 
 
 def parse_cutoffs(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ConfigError(f"--cutoffs must be comma-separated integers like 10,20,50, got {text!r}") from None
+        raise ConfigError(f"--cutoffs must be {CUTOFFS_FORM}, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"--cutoffs must be positive integers, got {text!r}")
+        raise ConfigError(f"--cutoffs must be {CUTOFFS_FORM}, got {text!r}")
     return values
+
+
+CUTOFFS = parse_with(parse_cutoffs, CUTOFFS_FORM)
+DEVICE = parse_with(check_device_name, DEVICE_FORM)
+
+
+def _flag_type(name: str, kind: Any):
+    """The argparse ``type`` of the flag for config field ``name``: parses and range-checks with the
+    same rules as a config file (``config.check_value``)."""
+    if name == "device":
+        return DEVICE
+    if kind is str:
+        return str  # choices, where there are any, are checked by argparse
+    base = int if kind is int else float
+    return parse_with(lambda text: check_value(name, kind, base(text)), accepted_form(name, kind))
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for cls, title in ((ModelConfig, "model"), (TrainConfig, "training"), (EvalConfig, "evaluation")):
         group = parser.add_argument_group(f"{title} options")
         defaults = cls()
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name in _SKIP_FLAGS:
                 continue
             flag = "--" + f.name.replace("_", "-")
             default = getattr(defaults, f.name)
-            help_text = f"(default: {default})"
+            help_text = f"(default: {_DEFAULT_HELP.get(f.name, default)})"
             if isinstance(default, bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                    help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, type=type(default), default=None,
+                group.add_argument(flag, dest=f.name, type=_flag_type(f.name, hints[f.name]), default=None,
                                    choices=CHOICES.get(f.name), help=help_text)
-    parser.add_argument("--cutoffs", type=parse_cutoffs, default=None, help="metric cutoffs (default: 10,20,50)")
+    parser.add_argument("--cutoffs", type=CUTOFFS, default=None, help="metric cutoffs (default: 10,20,50)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -179,9 +213,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory or export directory (bamrec export)")
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--protocol", choices=CHOICES["protocol"], default="standard")
-    p.add_argument("--cutoffs", type=parse_cutoffs, default=(10, 20, 50), help="e.g. 10,20,50")
+    p.add_argument("--cutoffs", type=CUTOFFS, default=(10, 20, 50), help="e.g. 10,20,50")
     p.add_argument("--data", help="dataset directory, when it moved since training")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_retrieval_flag(p)
     add_threads_flag(p)
@@ -196,10 +230,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="with --all-users: the Parquet file to write")
     p.add_argument("--overwrite", action="store_true", help="with --all-users: replace --out")
     _add_retrieval_flag(p)
-    p.add_argument("-k", type=int, default=20, help="number of items (default 20)")
+    p.add_argument("-k", type=POSITIVE_INT, default=20, help="number of items (default 20)")
     p.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     p.add_argument("--data", help="dataset directory, when it moved since training")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
     p.add_argument("--json", action="store_true")
     add_threads_flag(p)
     p.set_defaults(handler=_recommend)
@@ -209,18 +243,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="the original's model.pt (a state_dict)")
     p.add_argument("--data", required=True, help="the prepared dataset it was trained on")
     p.add_argument("--backbone", choices=("comirec-sa", "mind"), default="comirec-sa")
-    p.add_argument("--seq-len", type=int, default=200,
+    p.add_argument("--seq-len", type=POSITIVE_INT, default=200,
                    help="ComiRec-SA: must match the checkpoint; MIND: the history length it was trained with "
                         "(the original uses 100 on ML-1M)")
-    p.add_argument("--num-interests", type=int, default=4, help="MIND only (its checkpoint does not record K)")
+    p.add_argument("--num-interests", type=POSITIVE_INT, default=4, help="MIND only (its checkpoint does not record K)")
     p.add_argument("--routing-eval", choices=CHOICES["routing_eval"], default="fixed",
                    help="MIND only: fixed seeded routing start at evaluation, or the original's random draw")
     p.add_argument("--seed", type=int, default=2021, help="MIND only: seeds the fixed evaluation routing start")
-    p.add_argument("--num-negatives", type=int, default=1280,
+    p.add_argument("--num-negatives", type=POSITIVE_INT, default=1280,
                    help="the original's --sampled_n (only matters if the run is trained further)")
     p.add_argument("--selection", choices=CHOICES["selection"], default=None,
                    help="default: bam-l when the checkpoint has BaM_l projections, else bam-p")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=_flag_type("temperature", float), default=1.0)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     add_threads_flag(p)

@@ -26,6 +26,9 @@ ENV_HOME = "BAMREC_HOME"
 ENV_MIRROR = "BAMREC_MIRROR"
 _CHUNK = 1 << 20
 _TIMEOUT = 60.0  # seconds without data before a request gives up
+# What to do when the publisher cannot be reached (offline machines, firewalls, a server down).
+OFFLINE_HINT = (f"check the network, set {ENV_MIRROR}, or download the file yourself and pass "
+                "--from PATH (a folder, the zip archive or the file)")
 
 
 def cache_home() -> Path:
@@ -60,9 +63,9 @@ def fetch_md5(url: str, timeout: float = _TIMEOUT) -> str | None:
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
-        raise DataError(f"cannot fetch checksum {url}: HTTP {exc.code} {exc.reason}") from None
+        raise DataError(f"cannot fetch checksum {url}: HTTP {exc.code} {exc.reason}; {OFFLINE_HINT}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"cannot fetch checksum {url}: {_reason(exc)}") from None
+        raise DataError(f"cannot fetch checksum {url}: {_reason(exc)}; {OFFLINE_HINT}") from None
     found = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if found is None:
         raise DataError(f"checksum file {url} holds no MD5 digest")
@@ -103,11 +106,11 @@ def _fetch_to_part(url: str, part: Path, progress: bool, timeout: float) -> None
         if exc.code == 416 and have:  # the .part is not a prefix we can extend: start over
             part.unlink()
             return _fetch_to_part(url, part, progress, timeout)
-        hint = "; check the dataset name and category, or use --from with a local copy" if exc.code == 404 else ""
-        raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}{hint}") from None
+        hint = ("check the dataset name and category, or use --from with a local copy" if exc.code == 404
+                else OFFLINE_HINT)
+        raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; {hint}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"cannot download {url}: {_reason(exc)}; check the network, set {ENV_MIRROR}, "
-                        "or download the file yourself and pass --from") from None
+        raise DataError(f"cannot download {url}: {_reason(exc)}; {OFFLINE_HINT}") from None
     with response:
         resumed = have > 0 and response.status == 206
         if not resumed:

@@ -2,8 +2,10 @@
 
 The rules, applied by :func:`build_dataset` (``docs/data.md``):
 
-1. Ids: if every id of a kind (users, or items) parses as an integer, ids of that kind are
-   integers and compare as numbers (``9 < 10``); otherwise they are strings and compare as strings.
+1. Ids stay what the file says: strings, compared as strings (``"10" < "9"``; ``"007"`` and ``"7"``
+   are two items), unless ``id_type="int"`` (``--id-type int``) asks for integers, which compare
+   as numbers (``9 < 10``). The MovieLens formats default to ``int`` (their documented ids;
+   ``sources.DEFAULT_ID_TYPES``).
 2. Order: each user's interactions are sorted by timestamp with a *stable* sort, so ties keep the
    file order; without timestamps the file order is the time order.
 3. ``dedupe``: of repeated (user, item) pairs only the first in time order is kept.
@@ -13,8 +15,9 @@ The rules, applied by :func:`build_dataset` (``docs/data.md``):
 5. Numbering: the remaining users and items are numbered from 1 in ascending order of their
    original ids.
 
-With these rules MovieLens-1M gives exactly the ``ml1m`` file of the BaM paper (Lee et al.,
-BigData 2024): user id = UserID, item id = rank of the MovieID, stable sort by timestamp.
+With these rules (and its preset ``id_type="int"``) MovieLens-1M gives exactly the ``ml1m`` file of
+the BaM paper (Lee et al., BigData 2024): user id = UserID, item id = rank of the MovieID in
+ascending numeric order, stable sort by timestamp.
 Everything is vectorised with numpy/polars; no Python loop runs per interaction.
 """
 
@@ -33,12 +36,13 @@ import pyarrow.compute as pc
 
 from bamrec.data import parquet_parts
 from bamrec.data.sequences import SequenceDataset
-from bamrec.data.sources import Interactions, RawFile, read_interactions
+from bamrec.data.sources import DEFAULT_ID_TYPES, Interactions, RawFile, read_interactions
 from bamrec.errors import ConfigError, DataError
 
 Echo = Callable[[str], None]
 HASH_LIMIT = 1 << 30  # raw files up to 1 GiB get a sha256 in the manifest; larger ones name + size only
 _DENSE_SPAN = 1 << 24  # integer ids spanning up to this (or 2x the rows) are encoded with a lookup table
+ID_TYPES = ("str", "int")
 
 
 def build_dataset(
@@ -50,14 +54,19 @@ def build_dataset(
     min_item_count: int = 0,
     dedupe: bool = False,
     manifest: dict[str, Any] | None = None,
+    id_type: str | None = None,
+    source: str | None = None,
 ) -> SequenceDataset:
     """Apply the ordering, dedupe, k-core and numbering rules to aligned columns (file order).
 
     ``users``, ``items`` (ids: integers or strings) and ``times`` (integers, or None for "file
-    order is time order") are polars Series, numpy arrays or lists of equal length.
+    order is time order") are polars Series, numpy arrays or lists of equal length. ``id_type``:
+    ``"str"`` or ``"int"`` for both kinds of ids (see :func:`ids_as`); None keeps them as given
+    (integers stay integers, strings stay strings and are never parsed). ``source`` names the
+    input in error messages.
     """
-    user_col = _as_series(users, "user")
-    item_col = _as_series(items, "item")
+    user_col = ids_as(users, "user", id_type, source)
+    item_col = ids_as(items, "item", id_type, source)
     time_arr = None if times is None else _as_times(times)
     if not (len(user_col) == len(item_col) and (time_arr is None or len(time_arr) == len(user_col))):
         raise DataError("users, items and times must have the same length")
@@ -85,21 +94,51 @@ def build_dataset(
     )
 
 
-def _as_series(values: Any, kind: str) -> pl.Series:
-    """Ids as an Int64 Series when all are integers, else a String Series."""
+def ids_as(values: Any, kind: str, id_type: str | None = None, source: str | None = None) -> pl.Series:
+    """Ids as a String Series (``id_type="str"``: integers become their decimal text) or an Int64
+    Series (``"int"``: text must be an integer, ``"007"`` becomes 7); None keeps integers as Int64
+    and text as String. Whole floats count as integers; other floats are an error."""
+    if id_type is not None and id_type not in ID_TYPES:
+        raise ConfigError(f"--id-type must be one of {', '.join(ID_TYPES)}, got {id_type!r}")
     series = values if isinstance(values, pl.Series) else pl.Series(kind, values, strict=False)
+    where = f"{source}: " if source else ""
     if series.null_count():
-        raise DataError(f"{series.null_count()} {kind} ids are missing")
+        raise DataError(f"{where}{series.null_count()} {kind} ids are missing")
     dtype = series.dtype
-    if dtype.is_integer():
-        return series.cast(pl.Int64)
     if dtype.is_float():
         if (series != series.floor()).any():
-            raise DataError(f"{kind} ids must be integers or strings, got fractional numbers")
-        return series.cast(pl.Int64)
+            raise DataError(f"{where}{kind} ids must be integers or strings, got fractional numbers")
+        series, dtype = series.cast(pl.Int64), pl.Int64
+    if dtype.is_integer():
+        return series.cast(pl.String) if id_type == "str" else series.cast(pl.Int64)
     as_text = series.cast(pl.String)
+    if id_type != "int":
+        return as_text
     as_int = as_text.cast(pl.Int64, strict=False)
-    return as_int if as_int.null_count() == 0 else as_text
+    bad = np.flatnonzero(as_int.is_null().to_numpy())
+    if len(bad):
+        raise DataError(f"{where}{kind} id {as_text[int(bad[0])]!r} is not an integer, but --id-type int "
+                        "needs integer ids; use --id-type str to keep ids as text")
+    return as_int
+
+
+def integer_like_note(dataset: SequenceDataset) -> str | None:
+    """A hint when string ids all look like plain integers and string order is not numeric order
+    (``"10"`` before ``"9"``): the file may be one with numeric ids, e.g. a SASRec/S3-Rec release."""
+    kinds = []
+    for kind, ids in (("user", dataset.user_ids), ("item", dataset.item_ids)):
+        if ids.dtype.kind != "U" or len(ids) == 0:
+            continue
+        text = pl.Series(ids)
+        if not text.str.contains(r"^(0|[1-9][0-9]{0,17})$").all():
+            continue
+        numbers = text.cast(pl.Int64).to_numpy()
+        if bool(np.any(numbers[1:] < numbers[:-1])):
+            kinds.append(kind)
+    if not kinds:
+        return None
+    return (f"the {' and '.join(kinds)} ids are all integers but were numbered as text ('10' before '9'); "
+            "pass --id-type int to number them as integers")
 
 
 def _as_times(values: Any) -> np.ndarray:
@@ -244,11 +283,15 @@ def prepare_dataset(
     progress: bool = True,
     mirror: str | None = None,
     echo: Echo | None = None,
+    id_type: str | None = None,
+    delimiter: str | None = None,
 ) -> SequenceDataset:
     """Read ``source`` (a registered dataset name or a file path), build and save it to ``out``.
 
     Registered datasets are read from ``from_path`` (a folder, zip or file) or downloaded into
-    the cache. ``echo`` receives progress notes and warnings (users too short for leave-one-out).
+    the cache. ``id_type`` (``"str"`` or ``"int"``; None: the format's default,
+    ``sources.DEFAULT_ID_TYPES``) says how ids compare. ``echo`` receives progress notes and
+    warnings (users too short for leave-one-out, a skipped header line).
     """
     from bamrec.data import registry
 
@@ -256,11 +299,15 @@ def prepare_dataset(
     _check_out(out, overwrite)
     if min_user_count < 0 or min_item_count < 0:
         raise ConfigError("--min-user-count and --min-item-count must be >= 0")
+    if id_type is not None and id_type not in ID_TYPES:
+        raise ConfigError(f"--id-type must be one of {', '.join(ID_TYPES)}, got {id_type!r}")
+    chosen_id_type = id_type
     if str(source) in registry.DATASETS:
         raw, layout = registry.raw_file(str(source), category=category, fmt=fmt, from_path=from_path,
                                         mirror=mirror, progress=progress, echo=echo)
-        if any(c is not None for c in (user_col, item_col, time_col)):
-            raise ConfigError(f"--user-col, --item-col and --time-col do not apply to the registered dataset {source}")
+        if any(c is not None for c in (user_col, item_col, time_col, delimiter)):
+            raise ConfigError(f"--user-col, --item-col, --time-col and --delimiter do not apply to the "
+                              f"registered dataset {source}")
         columns = layout.columns or (None, None, None)
         interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
                                          time_col=columns[2])
@@ -272,25 +319,36 @@ def prepare_dataset(
         source_name = str(source) if not Path(source).exists() else str(Path(source).resolve())
     else:
         raw = _source_file(source, from_path, category)
-        interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
+        interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
+                                         delimiter=delimiter)
         source_name = str(Path(source).resolve())
         raw_info = raw_file_info(raw)
+    id_type = id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)
     if len(interactions) == 0:
         raise DataError(f"{interactions.source} holds no interactions")
     if echo is not None:
         echo(f"read {len(interactions):,} interactions from {interactions.source}")
     rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
-             "category": category}
+             "category": category, "id_type": id_type or "stored"}
+    if delimiter is not None:
+        rules["delimiter"] = delimiter
     manifest = _manifest(source_name, interactions, raw_info, rules, (user_col, item_col, time_col))
     dataset = build_dataset(interactions.users, interactions.items,
                             None if interactions.times is None else interactions.times,
                             min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
-                            manifest=manifest)
+                            manifest=manifest, id_type=id_type, source=interactions.source)
+    warnings = list(interactions.warnings)
     warning = short_user_warning(dataset)
     if warning is not None:
-        dataset.manifest["warnings"] = [warning]
+        warnings.append(warning)
+    if warnings:
+        dataset.manifest["warnings"] = warnings
         if echo is not None:
-            echo(f"warning: {warning}")
+            for text in warnings:
+                echo(f"warning: {text}")
+    note = integer_like_note(dataset) if chosen_id_type is None else None
+    if note is not None and echo is not None:
+        echo(f"note: {note}")
     dataset.save(out, overwrite=overwrite)
     return dataset
 
@@ -369,19 +427,37 @@ def raw_file_info(raw: RawFile) -> dict[str, Any]:
     return info
 
 
-def export_uid_iid(dataset: SequenceDataset, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the original BaM text format: ``user item\\n`` per interaction, internal ids, users
-    ascending, each user's items in time order. Deterministic bytes; written atomically."""
+EXPORT_IDS = ("internal", "original")
+
+
+def export_uid_iid(dataset: SequenceDataset, path: str | Path, *, overwrite: bool = False,
+                   ids: str = "internal") -> Path:
+    """Write the original BaM text format: ``user item\n`` per interaction, users ascending, each
+    user's items in time order. ``ids="internal"``: the 1-based internal ids (the BaM code's input);
+    ``"original"``: the ids as the raw file wrote them, so that preparing the export again gives the
+    same dataset. Deterministic bytes; written atomically."""
+    if ids not in EXPORT_IDS:
+        raise ConfigError(f"--ids must be one of {', '.join(EXPORT_IDS)}, got {ids!r}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise DataError(f"{path} already exists; pass --overwrite to replace it")
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
     users = np.repeat(np.arange(1, dataset.num_users + 1, dtype=np.int64), dataset.lengths)  # [nnz]
-    frame = pl.DataFrame({"user": users, "item": dataset.items.astype(np.int64)})
+    items = dataset.items.astype(np.int64)  # [nnz]
+    if ids == "original":
+        user_col = pl.Series(dataset.user_ids)[users - 1]  # [nnz]
+        item_col = pl.Series(dataset.item_ids)[items - 1]  # [nnz]
+        for kind, column in (("user", user_col), ("item", item_col)):
+            if column.dtype == pl.String and column.str.contains(r"\s|^$").any():
+                raise DataError(f"some original {kind} ids are empty or hold whitespace: they cannot be written "
+                                "as uid-iid lines; export with --ids internal")
+        frame = pl.DataFrame({"user": user_col, "item": item_col})
+    else:
+        frame = pl.DataFrame({"user": users, "item": items})
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    frame.write_csv(tmp, separator=" ", include_header=False, line_terminator="\n")
+    frame.write_csv(tmp, separator=" ", include_header=False, line_terminator="\n", quote_style="never")
     os.replace(tmp, path)
     return path
 

@@ -1,9 +1,11 @@
 """Readers for raw interaction logs: one reader per format, errors that name the file and line.
 
 Every reader returns :class:`Interactions`, three aligned columns in file order: user ids, item
-ids and timestamps (``None`` when the file order is the time order). Ids come back as they are
-written (polars ``Int64`` or ``String``); :func:`bamrec.data.prepare.build_dataset` applies the
-ordering and numbering rules. Parsing is vectorised (polars/numpy); no Python loop runs per line
+ids and timestamps (``None`` when the file order is the time order). Ids come back exactly as
+they are written: text for text files (``String``: ``007`` stays ``007``), the stored type for
+Parquet; :func:`bamrec.data.prepare.build_dataset` applies the id type, ordering and numbering
+rules. The header-less line formats (``uid-iid``, ``sequence``) skip a header line such as
+``user item`` with a warning in ``Interactions.warnings`` (see :func:`_header_line`). Parsing is vectorised (polars/numpy); no Python loop runs per line
 except on the error path, where it only has to locate the first bad line.
 
 Formats (``FORMATS``):
@@ -26,6 +28,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,12 @@ FORMATS: dict[str, str] = {
     "movielens-udata": "`user<TAB>item<TAB>rating<TAB>timestamp` lines (MovieLens 100K u.data)",
 }
 TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
+# How ids compare when the user does not say (--id-type): as written ("str") in text formats, except
+# in the MovieLens formats, whose ids are documented integers; the BaM paper numbers ML-1M items by
+# ascending *numeric* MovieID, so these must be "int" for its numbering (and the released checkpoints).
+# Parquet columns are typed: an integer column cannot hold "007", so its ids stay as stored (None).
+DEFAULT_ID_TYPES: dict[str, str | None] = {fmt: "str" for fmt in FORMATS} | {
+    "movielens-dat": "int", "movielens-udata": "int", "parquet": None}
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                ".ndjson": "jsonl"}
@@ -129,6 +138,7 @@ class Interactions:
     times: pl.Series | None  # [nnz] Int64 timestamps; None: the file order is the time order
     source: str  # the file, for messages
     fmt: str  # the format it was read as
+    warnings: tuple[str, ...] = ()  # what the reader did that the user should know (a skipped header)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -163,21 +173,27 @@ def read_interactions(
     user_col: str | None = None,
     item_col: str | None = None,
     time_col: str | None = None,
+    delimiter: str | None = None,
 ) -> Interactions:
     """Read a raw interaction file in format ``fmt`` (inferred from the file name when None).
 
     Table formats (csv, tsv, parquet, jsonl) need ``user_col`` and ``item_col``; ``time_col`` is
-    optional. The line formats take no column names.
+    optional. ``delimiter`` replaces the field separator of csv (``,``) and tsv (tab), e.g. ``;``.
+    The line formats take no column names.
     """
     raw = source if isinstance(source, RawFile) else RawFile(Path(source))
     if not raw.path.is_file():
         raise DataError(f"input file not found: {raw.path}")
     fmt = check_format(fmt) if fmt is not None else infer_format(raw.filename)
+    if delimiter is not None and (fmt not in ("csv", "tsv") or len(delimiter) != 1 or delimiter in "\r\n\"'"):
+        raise ConfigError(f"--delimiter must be one character other than a quote or a line break, and only "
+                          f"applies to csv and tsv; got {delimiter!r} for {fmt}")
+    sep = delimiter or ("," if fmt == "csv" else "\t")
     named = {"--user-col": user_col, "--item-col": item_col, "--time-col": time_col}
     if fmt in TABLE_FORMATS:
         if user_col is None or item_col is None:
-            raise ConfigError(f"format {fmt} needs --user-col and --item-col; {_describe_columns(raw, fmt)}")
-        return _read_table(raw, fmt, user_col, item_col, time_col)
+            raise ConfigError(f"format {fmt} needs --user-col and --item-col; {_describe_columns(raw, fmt, sep)}")
+        return _read_table(raw, fmt, user_col, item_col, time_col, sep)
     given = [flag for flag, value in named.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)} only apply to the formats {', '.join(TABLE_FORMATS)}, not {fmt}")
@@ -228,6 +244,9 @@ def _read_fixed(raw: RawFile, layout: _LineLayout) -> Interactions:
         return fast
     lines, linenos = _nonblank_lines(raw, layout.encoding)
     fields = _split_fields(lines, layout.separator)  # List[String] [n]
+    warnings: tuple[str, ...] = ()
+    if layout.time is None:
+        lines, linenos, fields, warnings = _skip_header(raw, layout.fmt, lines, linenos, fields)
     counts = fields.list.len().to_numpy()
     bad = np.flatnonzero(counts != layout.fields)
     if len(bad):
@@ -238,17 +257,17 @@ def _read_fixed(raw: RawFile, layout: _LineLayout) -> Interactions:
     values = {role: fields.list.get(pos) for role, pos in columns.items() if pos is not None}
     _check_not_empty(raw, values, lines, linenos)
     times = _parse_times(raw, values["time"], lines, linenos) if "time" in values else None
-    return Interactions(values["user"], values["item"], times, raw.name, layout.fmt)
+    return Interactions(values["user"], values["item"], times, raw.name, layout.fmt, warnings)
 
 
 def _read_fixed_fast(raw: RawFile, layout: _LineLayout) -> Interactions | None:
-    """polars' CSV parser for the common case (integer ids, one separator); None means: use the
+    """polars' CSV parser for the common case (plain ids, one separator); None means: use the
     line-by-line path, which handles anything else and names the offending line."""
     wanted = layout.fast_fields
     field_of = {layout.user: "user", layout.item: "item", layout.time: "time"}
     names = [f"c{i}" for i in range(layout.fast_width)]
     roles = {wanted[pos]: role for pos, role in field_of.items() if pos is not None}
-    schema = {name: (pl.Int64 if i in roles else pl.String) for i, name in enumerate(names)}
+    schema = {name: (pl.Int64 if roles.get(i) == "time" else pl.String) for i, name in enumerate(names)}
     try:
         frame = pl.read_csv(raw.polars_source(), glob=False, separator=layout.fast_sep, has_header=False, schema=schema,
                             quote_char=None, encoding="utf8-lossy", raise_if_empty=False)
@@ -261,6 +280,11 @@ def _read_fixed_fast(raw: RawFile, layout: _LineLayout) -> Interactions | None:
         return None
     if any(frame.get_column(names[i]).null_count() != frame.height for i in layout.fast_empty):
         return None
+    # Ids with whitespace, control characters or U+FFFD (a byte that was not UTF-8) take the strict path.
+    if any(columns[role].str.contains(r"[\s\x00-\x1f\x7f\x{FFFD}]").any() for role in ("user", "item")):
+        return None
+    if layout.time is None and _header_line(columns["user"], columns["item"]):
+        return None  # the line path skips it and says so
     return Interactions(columns["user"], columns["item"], columns.get("time"), raw.name, layout.fmt)
 
 
@@ -269,13 +293,48 @@ def read_sequence(raw: RawFile | str | Path) -> Interactions:
     raw = raw if isinstance(raw, RawFile) else RawFile(Path(raw))
     lines, linenos = _nonblank_lines(raw, "utf-8")
     fields = _split_fields(lines, None)  # List[String] [n]
+    lines, linenos, fields, warnings = _skip_header(raw, "sequence", lines, linenos, fields)
     counts = fields.list.len().to_numpy()
     bad = np.flatnonzero(counts < 2)
     if len(bad):
         row = int(bad[0])
         raise _line_error(raw, linenos[row], lines[row], "expected a user id followed by at least one item id")
     frame = pl.DataFrame({"user": fields.list.first(), "item": fields.list.slice(1)}).explode("item")
-    return Interactions(frame.get_column("user"), frame.get_column("item"), None, raw.name, "sequence")
+    return Interactions(frame.get_column("user"), frame.get_column("item"), None, raw.name, "sequence", warnings)
+
+
+# Column names a header line of a user-item file is likely to hold (compared case-insensitively).
+_HEADER_WORDS = re.compile(r"(?i)^(users?|items?|uid|iid|u|i|(user|item|movie|product|session|reviewer)_?ids?|"
+                           r"asin|parent_asin|sequence|history)$")
+_INTEGER = r"^[+-]?[0-9]+$"
+
+
+def _header_line(users: pl.Series, items: pl.Series) -> bool:
+    """Whether the first row is a header: its user and item fields are both non-integers and either
+    one is a typical column name (``user``, ``item_id``, ...) or every other row's are integers."""
+    if len(users) == 0 or users[0] is None or items[0] is None:
+        return False
+    first_user, first_item = str(users[0]), str(items[0])
+    if re.match(_INTEGER, first_user) or re.match(_INTEGER, first_item):
+        return False
+    if _HEADER_WORDS.match(first_user) or _HEADER_WORDS.match(first_item):
+        return True
+    rest_users, rest_items = users.slice(1), items.slice(1)
+    return len(rest_users) > 0 and bool(rest_users.str.contains(_INTEGER).all()) and bool(
+        rest_items.str.contains(_INTEGER).all())
+
+
+def _skip_header(raw: RawFile, fmt: str, lines: pl.Series, linenos: np.ndarray,
+                 fields: pl.Series) -> tuple[pl.Series, np.ndarray, pl.Series, tuple[str, ...]]:
+    """Drop the first line of a header-less format when it is a header (:func:`_header_line`), and
+    say so: skipping is right for ``user item``, and the warning names the line if it was data."""
+    if len(lines) == 0 or fields.list.len()[0] < 2:
+        return lines, linenos, fields, ()
+    if not _header_line(fields.list.get(0, null_on_oob=True), fields.list.get(1, null_on_oob=True)):
+        return lines, linenos, fields, ()
+    warning = (f"{raw.name}:{int(linenos[0])}: skipped a header line {lines[0][:120]!r} "
+               f"(format {fmt} has none; remove the line if it is data)")
+    return lines.slice(1), linenos[1:], fields.slice(1), (warning,)
 
 
 def _nonblank_lines(raw: RawFile, encoding: str) -> tuple[pl.Series, np.ndarray]:
@@ -363,27 +422,28 @@ def _line_error(raw: RawFile, lineno: int | np.integer, line: str | None, what: 
 # --- table formats ----------------------------------------------------------------------------
 
 
-def _read_table(raw: RawFile, fmt: str, user_col: str, item_col: str, time_col: str | None) -> Interactions:
+def _read_table(raw: RawFile, fmt: str, user_col: str, item_col: str, time_col: str | None,
+                sep: str) -> Interactions:
     if fmt == "jsonl":
         return _read_jsonl(raw, user_col, item_col, time_col)
     wanted = [c for c in (user_col, item_col, time_col) if c is not None]
     if len(set(wanted)) != len(wanted):
         raise ConfigError(f"--user-col, --item-col and --time-col must name different columns, got {wanted}")
-    present = _columns(raw, fmt)
+    present = _columns(raw, fmt, sep)
     missing = [c for c in wanted if c not in present]
     if missing:
         raise DataError(f"{raw.name} has no column {', '.join(map(repr, missing))}; "
-                        f"its columns are: {', '.join(present)}")
+                        f"its columns are: {', '.join(present)}{_delimiter_hint(raw, fmt, sep, present)}")
     if fmt == "parquet":
         frame = pl.read_parquet(raw.polars_source(), columns=wanted, glob=False)
         frame = _table_ids_and_times(frame, user_col, item_col, time_col)
         linenos = np.arange(frame.height, dtype=np.int64) + 1  # parquet has rows, not lines
     else:
         try:
-            frame = pl.read_csv(raw.polars_source(), glob=False, separator="," if fmt == "csv" else "\t",
+            frame = pl.read_csv(raw.polars_source(), glob=False, separator=sep,
                                 columns=wanted, infer_schema=False, raise_if_empty=False)
         except pl.exceptions.PolarsError as exc:
-            raise _csv_error(raw, fmt, len(present), exc) from None
+            raise _csv_error(raw, fmt, len(present), exc, sep) from None
         # polars keeps a blank line as an all-null row, so row r is line r + 2 (after the header).
         blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
         linenos = np.flatnonzero(~blank) + 2
@@ -424,31 +484,48 @@ def _table_interactions(raw: RawFile, fmt: str, frame: pl.DataFrame, user_col: s
     return Interactions(frame.get_column(user_col), frame.get_column(item_col), times, raw.name, fmt)
 
 
-def _columns(raw: RawFile, fmt: str) -> list[str]:
+def _columns(raw: RawFile, fmt: str, sep: str) -> list[str]:
     try:
         if fmt == "parquet":
             return list(pl.read_parquet_schema(raw.polars_source()).keys())
-        header = pl.read_csv(raw.polars_source(), glob=False, separator="," if fmt == "csv" else "\t", n_rows=0,
+        header = pl.read_csv(raw.polars_source(), glob=False, separator=sep, n_rows=0,
                              infer_schema=False, raise_if_empty=False)
         return header.columns
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read {raw.name} as {fmt}: {_first_line(exc)}") from None
 
 
-def _describe_columns(raw: RawFile, fmt: str) -> str:
+def _describe_columns(raw: RawFile, fmt: str, sep: str) -> str:
     try:
         if fmt == "jsonl":
             return f"the first record of {raw.name} has the fields: {', '.join(_first_json_record(raw))}"
-        return f"the columns of {raw.name} are: {', '.join(_columns(raw, fmt))}"
+        present = _columns(raw, fmt, sep)
+        return f"the columns of {raw.name} are: {', '.join(present)}{_delimiter_hint(raw, fmt, sep, present)}"
     except DataError as exc:
         return str(exc)
 
 
-def _csv_error(raw: RawFile, fmt: str, width: int, exc: Exception) -> DataError:
+_DELIMITERS = (",", ";", "\t", "|", ":", " ")
+
+
+def _delimiter_hint(raw: RawFile, fmt: str, sep: str, present: list[str]) -> str:
+    """When the header reads as one column, the separator it most likely uses, as a hint."""
+    if fmt not in ("csv", "tsv") or len(present) != 1:
+        return ""
+    header = present[0]
+    counts = {c: header.count(c) for c in _DELIMITERS if c != sep}
+    best = max(counts, key=counts.get)
+    if counts[best] == 0:
+        return ""
+    shown = "$'\\t'" if best == "\t" else repr(best)
+    return f" (one column: the file looks {best!r}-separated; pass --delimiter {shown})"
+
+
+def _csv_error(raw: RawFile, fmt: str, width: int, exc: Exception, sep: str) -> DataError:
     """Locate the first line with the wrong number of fields (error path only: a Python loop)."""
     text = io.TextIOWrapper(raw.open(), encoding="utf-8", errors="replace", newline="")
     with text:
-        reader = csv.reader(text, delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(text, delimiter=sep)
         for row in reader:
             if row and len(row) != width:
                 return DataError(f"{raw.name}:{reader.line_num}: expected {width} fields like the header, "

@@ -68,21 +68,22 @@ def build_backbone(config: ModelConfig, num_items: int, seed: int = 0) -> MultiI
 def resolve_presets(config: RunConfig) -> RunConfig:
     """Apply what the model name implies, leaving fields the user changed from their defaults alone.
 
-    - ``"remi"``: ``remi_beta = 0.01``, and ``remi_lambda = 100`` only under ``selection="hard"``
-      (as BaM's code runs REMI), each only where the field is still 0.0.
+    - ``remi_beta`` / ``remi_lambda`` left at None ("the preset"): for ``"remi"`` ``remi_beta = 0.01``,
+      and ``remi_lambda = 100`` only under ``selection="hard"`` (as BaM's code runs REMI); 0 (off)
+      otherwise. A value the user gave, 0 included, is kept.
     - ``"single"``, ``"sasrec"``: ``num_interests = 1``.
     - Routing regularisation on a backbone without attention is a ConfigError.
     The result is idempotent: resolving a resolved config changes nothing.
     """
     _check_model(config.model.model)
     model, train = config.model, config.train
-    if model.model == "remi":
-        updates = {}
-        if train.remi_beta == 0.0:
-            updates["remi_beta"] = REMI_BETA
-        if train.remi_lambda == 0.0 and train.selection == "hard":
-            updates["remi_lambda"] = REMI_LAMBDA
-        train = dataclasses.replace(train, **updates)
+    remi = model.model == "remi"
+    updates = {}
+    if train.remi_beta is None:
+        updates["remi_beta"] = REMI_BETA if remi else 0.0
+    if train.remi_lambda is None:
+        updates["remi_lambda"] = REMI_LAMBDA if remi and train.selection == "hard" else 0.0
+    train = dataclasses.replace(train, **updates)
     if model.model in SINGLE_INTEREST_MODELS and model.num_interests != 1:
         model = dataclasses.replace(model, num_interests=1)
     if model.model != "mind" and (model.routing_norm, model.routing_eval) != ("valid", "fixed") \

@@ -192,7 +192,11 @@ def load_weights(path: Path, module: torch.nn.Module) -> None:
     file = Path(path) / WEIGHTS_FILE
     if not file.is_file():
         raise RunDirError(f"{path} has no {WEIGHTS_FILE}: the run was never checkpointed")
-    state = load_file(str(file))
+    try:
+        state = load_file(str(file))
+    except Exception as exc:  # safetensors raises its own error types (truncated header, bad JSON, ...)
+        raise RunDirError(f"{file} is damaged or not a safetensors file ({_first_line(exc)}); "
+                          "train the run again or restore the file") from None
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -208,6 +212,11 @@ def load_weights(path: Path, module: torch.nn.Module) -> None:
                 "(another dataset or model size?)"
             )
     module.load_state_dict(state)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_item_map(path: Path, dataset: SequenceDataset) -> None:
