@@ -235,3 +235,57 @@ def test_single_interest_starts_as_mean_pooling() -> None:
     for b in range(B):
         n = int(mask[b].sum())
         torch.testing.assert_close(out[b, 0], model.embeddings.weight[items[b, :n]].mean(0))
+
+
+def _sa_batch(num_items: int = 20, batch: int = 6, length: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    items = torch.randint(1, num_items + 1, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[2, 4:] = False
+    return items * mask, mask
+
+
+@pytest.mark.parametrize("context", ["inference_mode", "no_grad"])
+def test_comirec_sa_gradients_after_an_evaluation_equal_a_fresh_models(context: str) -> None:
+    # Before: an evaluation cached the item table E W1^T (detached, or an inference tensor) and a later
+    # forward in eval mode with autograd on reused it, so E and W1 lost that part of their gradient.
+    items, mask = _sa_batch()  # 20 catalogue rows < 60 positions: the item-table path applies
+    used = ComiRecSA(20, hidden_size=8, num_interests=3, seq_len=10, seed=1)
+    fresh = ComiRecSA(20, hidden_size=8, num_interests=3, seq_len=10, seed=1)
+    used.eval(), fresh.eval()
+    with getattr(torch, context)():
+        evaluated = used(items, mask)
+    assert used._table_cache is not None
+    used(items, mask).square().sum().backward()
+    fresh(items, mask).square().sum().backward()
+    for (name, a), b in zip(used.named_parameters(), fresh.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(evaluated, fresh(items, mask))
+
+
+def test_comirec_sa_item_table_is_rebuilt_after_weights_change() -> None:
+    items, mask = _sa_batch()
+    model = ComiRecSA(20, hidden_size=8, num_interests=3, seq_len=10, seed=1)
+
+    def matches_a_fresh_copy() -> None:
+        copy = ComiRecSA(20, hidden_size=8, num_interests=3, seq_len=10, seed=1)
+        copy.load_state_dict(model.state_dict())
+        copy.eval()
+        with torch.inference_mode():
+            torch.testing.assert_close(model(items, mask), copy(items, mask))
+
+    model.eval()
+    with torch.inference_mode():
+        model(items, mask)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model.train()
+    model(items, mask).square().sum().backward()
+    optimizer.step()  # moves the version counters
+    model.eval()
+    matches_a_fresh_copy()
+    with torch.no_grad():
+        model.embeddings.weight.data.mul_(2.0)  # bypasses the version counters ...
+    model.train()
+    model.eval()  # ... but a train()/eval() round trip drops the cache
+    matches_a_fresh_copy()

@@ -180,3 +180,19 @@ def test_sample_negatives_per_example_like_the_original() -> None:
         losses.sample_negatives(5, 7, "per-example", 2)
     with pytest.raises(ConfigError, match="negatives"):
         losses.sample_negatives(5, 2, "batch", 2)
+
+
+def test_softmax_cross_entropy_refuses_double_backward() -> None:
+    # Its backward is hand-written and not itself differentiable: a second derivative must raise,
+    # not come back silently wrong (before: autograd saw no path from the gradient back to the
+    # scores and returned a second derivative of 0).
+    pos = torch.randn(4, requires_grad=True)
+    neg = torch.randn(4, 6, requires_grad=True)
+    weight = torch.rand(4, requires_grad=True)  # a loss weight that itself trains: the gradient needs a graph
+    loss = (losses._SoftmaxCrossEntropy.apply(pos, neg) * weight).sum()
+    (grad_neg,) = torch.autograd.grad(loss, neg, create_graph=True)
+    reference = torch.logsumexp(torch.cat([pos[:, None], neg], 1), 1) - pos
+    (expected,) = torch.autograd.grad((reference * weight).sum(), neg)
+    torch.testing.assert_close(grad_neg, expected)  # the first derivative is right
+    with pytest.raises(RuntimeError, match="marked with @once_differentiable"):
+        grad_neg.square().sum().backward()  # e.g. a gradient penalty

@@ -88,7 +88,9 @@ class ComiRecSA(MultiInterestBackbone):
         # (about 2/3 of a training batch on ML-1M at L = 200). On a GPU ``nonzero`` would synchronise
         # with the host, so the dense path is used there.
         positions = mask.reshape(-1).nonzero().squeeze(1) if items.device.type == "cpu" else None  # [P]
-        if not self.training and self.embeddings.num_embeddings < items.numel():
+        # The item-table shortcut only without autograd: its table is cached and detached from the graph,
+        # so a forward that needs gradients (even in eval mode) takes the plain formula below.
+        if not (self.training or torch.is_grad_enabled()) and self.embeddings.num_embeddings < items.numel():
             pre_activation = self._projected_from_item_table(items, positions)  # [P, 4D] or [B, L, 4D]
         else:
             hidden = emb + self.position_embedding[:, :length]  # [B, L, D]
@@ -123,14 +125,22 @@ class ComiRecSA(MultiInterestBackbone):
     def _item_table(self) -> torch.Tensor:
         """``E W1^T`` ``[N + 1, 4D]``, cached across inference calls until either weight changes.
 
-        Parameters' version counters move on every in-place update (optimiser steps,
-        ``load_state_dict``), so a stale table is never used.
+        Only called without autograd (no_grad / inference_mode; see ``forward``). The key holds the
+        parameters' version counters, which move on every in-place update (optimiser steps,
+        ``load_state_dict``), and whether inference mode was on (its tensors may not be used
+        elsewhere); ``train()`` drops the cache too, so even writes through ``.data`` (which bypass
+        the counters) are never served stale once training has run.
         """
         weights = (self.embeddings.weight, self.linear1[0].weight)
-        key = tuple((w.data_ptr(), w._version, w.device, w.dtype) for w in weights)
+        key = (torch.is_inference_mode_enabled(),
+               *((w.data_ptr(), w._version, w.device, w.dtype) for w in weights))
         if self._table_cache is None or self._table_cache[0] != key:
-            self._table_cache = (key, weights[0] @ weights[1].T)
+            self._table_cache = (key, (weights[0] @ weights[1].T).detach())
         return self._table_cache[1]
+
+    def train(self, mode: bool = True) -> "ComiRecSA":
+        self._table_cache = None
+        return super().train(mode)
 
     def _scatter_logits(self, logits: torch.Tensor, positions: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         """Attention logits ``[B, K, L]`` with padded positions at the dtype's minimum.

@@ -27,6 +27,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from bamrec.config import NEGATIVE_MODES
 from bamrec.errors import ConfigError
@@ -204,6 +205,8 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
     The same value as ``logsumexp`` over ``[pos, neg]`` minus ``pos``, but it keeps the exponentials
     of the forward pass for the backward (the softmax), so the largest tensor of a step, the
     ``[B, K, S]`` multi-interest scores, is read and written fewer times and never concatenated.
+    Its backward is not itself differentiable (``once_differentiable``): a double backward (e.g. a
+    gradient penalty) raises an error rather than returning a silently wrong second derivative.
     """
 
     @staticmethod
@@ -218,6 +221,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         return total.log() + peak - pos  # [B]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         neg_exp, pos_exp, total = ctx.saved_tensors
         scale = grad / total  # [B]
