@@ -8,10 +8,12 @@ device that this machine does not have is a ``ConfigError`` naming what is there
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from bamrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_FORM = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -24,8 +26,10 @@ def check_device_name(name: object, option: str = "--device") -> str:
     return name
 
 
-def resolve_device(name: str, option: str = "--device") -> torch.device:
+def resolve_device(name: str, option: str = "--device") -> "torch.device":
     """The ``torch.device`` for ``name``; refused with the reason when this machine lacks it."""
+    import torch  # here, not at the top: `bamrec data ...` never needs torch, and it is slow to import
+
     check_device_name(name, option)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

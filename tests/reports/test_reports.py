@@ -29,6 +29,7 @@ def make_run(
     test: dict | None = None,
     summary: bool = True,
     diagnostics: dict | None = None,
+    dataset: str = "prepared/x",
 ) -> Path:
     run = root / name
     run.mkdir(parents=True)
@@ -42,7 +43,7 @@ def make_run(
         },
         "seed": 2021,
         "versions": {},
-        "dataset": {"path": "prepared/x", "checksum": "abc", "stats": {}},
+        "dataset": {"path": dataset, "checksum": "abc" + dataset, "stats": {"users": 100, "items": 40}},
     }
     (run / "config.json").write_text(json.dumps(config))
     lines = []
@@ -180,9 +181,29 @@ def test_cli(runs, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["report", *map(str, runs), "--out", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out
-    assert "| bam | comirec-sa (K=4) | bam-p T=0.5 |" in printed and f"wrote {out / 'report.md'}" in printed
+    assert printed.startswith("compared ") and f"wrote {out / 'report.md'}" in printed
+    assert "| bam | comirec-sa (K=4) | bam-p T=0.5 |" in (out / "report.md").read_text()
+    assert len(printed.splitlines()) < 6  # a summary, not the whole markdown
     assert main(["report", *map(str, runs), "--out", str(out), "--no-plots"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bamrec: error:") and len(err.splitlines()) == 1
+
+
+def test_runs_of_different_datasets_get_one_table_each(tmp_path, capsys):
+    # Before: one table, no dataset column, so ml-1m and ml-100k numbers sat side by side.
+    make_run(tmp_path / "runs", "a", dataset="/data/ml-1m", test={"recall@20": 0.3, "users": 6040, "protocol": "standard"})
+    make_run(tmp_path / "runs", "b", dataset="/data/ml-100k", test={"recall@20": 0.2, "users": 943, "protocol": "standard"})
+    make_run(tmp_path / "runs", "c", dataset="/data/ml-1m", test={"recall@20": 0.4, "users": 6040, "protocol": "standard"})
+    report = write_report([tmp_path / "runs"], tmp_path / "out", plots=False)
+    text = report.markdown
+    assert "## Dataset ml-1m (100 users, 40 items)" in text and "## Dataset ml-100k" in text
+    ml1m, ml100k = text.split("## Dataset ml-100k")
+    assert "| a |" in ml1m and "| c |" in ml1m and "| b |" not in ml1m and "| b |" in ml100k
+    assert "2 different datasets" in text and "different numbers of users" not in text
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "cli"), "--no-plots"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "compared 3 runs on 2 datasets"
+    assert printed[1] == "  ml-1m: 2 runs, best test recall@20 0.4000 (c)"
+    assert printed[2] == "  ml-100k: 1 run, best test recall@20 0.2000 (b)"

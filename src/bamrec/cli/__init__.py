@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler's protection
     except BamrecError as exc:
-        print(f"bamrec: error: {exc}", file=sys.stderr)
+        print(f"bamrec: error: {one_line(str(exc))}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)  # 2, or e.g. 128 + signal for training interrupted early
     except KeyboardInterrupt:
         print("bamrec: interrupted", file=sys.stderr)
@@ -117,13 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: a library message that quotes a multi-line reason stays readable."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def _silence_stdout() -> None:
     """After EPIPE, point stdout at /dev/null so the interpreter's final flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):  # stdout is not a real file (tests): nothing will flush it
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests): nothing to flush
         pass
 
 

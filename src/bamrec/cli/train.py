@@ -86,6 +86,11 @@ def _train(args: argparse.Namespace) -> int:
     from bamrec.api import train
 
     flat: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if args.config:
+        try:  # the file on its own first, so that its mistakes are reported as the file's
+            run_config_from_flat(flat)
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
     field_names = {f.name for cls in (ModelConfig, TrainConfig, EvalConfig) for f in dataclasses.fields(cls)}
     for name in field_names:
         value = getattr(args, name, None)
@@ -142,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _print_metrics(metrics, title=args.split)
     from bamrec.evaluation.diagnostics_run import format_diagnostics
 
-    text = format_diagnostics(run.path)
+    text = format_diagnostics(run.path, split=args.split, protocol=args.protocol)
     if text:
         print(text)
     return 0

@@ -60,8 +60,13 @@ def load_reference_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise RunDirError(f"reference checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors name the offending object; keep the message
-        raise RunDirError(f"cannot read reference checkpoint {path} as a PyTorch state_dict: {exc}") from None
+    except Exception as exc:  # unpickling errors name the offending object: keep their gist
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        if "WeightsUnpickler error:" in str(exc):  # torch's long advice; the actual reason follows it
+            tail = str(exc).split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+            reason = f"not a plain state_dict ({tail[0].strip() if tail else 'unpickling failed'})"
+        raise RunDirError(f"cannot read reference checkpoint {path} as a PyTorch state_dict: {reason}") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RunDirError(f"reference checkpoint {path} is not a state_dict of tensors")
     return dict(state)

@@ -18,6 +18,7 @@ from bamrec.evaluation.diagnostics import compute_diagnostics
 
 MAX_USERS = 20_000  # diagnostics on a seeded subset beyond this: they describe the model, not the metric
 DIAGNOSTICS_CUTOFF = 20
+DIAGNOSTICS_SPLIT = "test"  # run_diagnostics describes the final model on this split
 
 
 @torch.inference_mode()
@@ -38,7 +39,7 @@ def run_diagnostics(backbone: torch.nn.Module, dataset: SequenceDataset, split: 
                     test_result, records: Sequence[dict[str, Any]], *, data_dir: Path,
                     device: torch.device, seed: int = 0) -> dict[str, Any]:
     """Diagnostics of ``backbone`` on the test split (``test_result`` is its EvalResult)."""
-    view = split.view("test")
+    view = split.view(DIAGNOSTICS_SPLIT)
     index = np.arange(len(view))
     if len(view) > MAX_USERS:
         index = np.sort(np.random.default_rng(seed).choice(len(view), MAX_USERS, replace=False))
@@ -61,13 +62,22 @@ def run_diagnostics(backbone: torch.nn.Module, dataset: SequenceDataset, split: 
     return diagnostics
 
 
-def format_diagnostics(run_dir: str | Path) -> str | None:
-    """A few readable lines about interest balance from a run's ``diagnostics.json``, or None."""
+def format_diagnostics(run_dir: str | Path, split: str | None = None, protocol: str | None = None) -> str | None:
+    """A few readable lines about interest balance from a run's ``diagnostics.json``, or None.
+
+    They were computed once, after training, on the test split; ``split`` and ``protocol`` are those
+    of the evaluation printed above them, so that the heading says when they differ.
+    """
     file = Path(run_dir) / "diagnostics.json"
     if not file.is_file():
         return None
     d = json.loads(file.read_text(encoding="utf-8"))
-    lines = [f"interest balance (diagnostics.json from training; test split, {d.get('protocol', 'standard')} protocol)"]
+    made = (DIAGNOSTICS_SPLIT, d.get("protocol", "standard"))
+    heading = f"interest balance (diagnostics.json, computed after training on the {made[0]} split, {made[1]} protocol"
+    asked = (split or made[0], protocol or made[1])
+    if asked != made:
+        heading += f"; not this evaluation's {asked[0]} split, {asked[1]} protocol"
+    lines = [heading + ")"]
     overall = (d.get("selection") or {}).get("overall")
     if overall:
         shares = " ".join(f"{s:.2f}" for s in overall.get("shares", []))

@@ -6,6 +6,7 @@ writes ``report.md`` and the plots into the output folder and returns what it wr
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from bamrec.reports.plots import PLOT_FILES, write_plots
 from bamrec.reports.tables import (
     RunRecord,
     comparison_rows,
+    dataset_groups,
     load_run_record,
     load_runs,
     markdown_table,
@@ -76,7 +78,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     for stale in ours[1:]:  # plots a previous report had but this one may not draw
         stale.unlink(missing_ok=True)
-    written = write_plots(records, out, cutoff=cutoff) if plots else []
+    groups = dataset_groups(records)
+    plotted = records if len(groups) == 1 else [  # several datasets: say which one in every legend
+        dataclasses.replace(record, name=f"{label}: {record.name}") for label, group in groups.items() for record in group]
+    written = write_plots(plotted, out, cutoff=cutoff) if plots else []
     markdown = report_markdown(records, cutoff=cutoff, plots=[p.name for p in written])
     path = out / REPORT_FILE
     path.write_text(markdown, encoding="utf-8")

@@ -32,6 +32,12 @@ class RunRecord:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl records
     summary: dict[str, Any] | None = None  # summary.json
     diagnostics: dict[str, Any] | None = None  # diagnostics.json
+    dataset: dict[str, Any] = field(default_factory=dict)  # the "dataset" section of config.json
+
+    def dataset_name(self) -> str:
+        """The dataset folder's name (``ml-1m``), or ``?`` when config.json does not say."""
+        path = self.dataset.get("path") or self.config.get("data")
+        return Path(str(path)).name if path else "?"
 
     def option(self, section: str, name: str, default: Any = None) -> Any:
         """A config value such as ``option("train", "selection")``; ``default`` when absent."""
@@ -109,6 +115,7 @@ def load_run_record(path: str | Path, name: str | None = None) -> RunRecord:
         path=path,
         name=name or path.name,
         config=(config_file or {}).get("config") or {},
+        dataset=(config_file or {}).get("dataset") or {},
         metrics=_read_jsonl(path / METRICS_FILE),
         summary=_read_json(path / SUMMARY_FILE),
         diagnostics=_read_json(path / DIAGNOSTICS_FILE),
@@ -154,9 +161,31 @@ def markdown_table(rows: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def dataset_groups(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs by dataset, in order of first appearance. A dataset is its checksum (else its path);
+    its label is the folder name, with the checksum's start where two datasets share a name."""
+    by_key: dict[str, list[RunRecord]] = {}
+    for record in records:
+        key = str(record.dataset.get("checksum") or record.dataset.get("path") or record.config.get("data") or "?")
+        by_key.setdefault(key, []).append(record)
+    names = [group[0].dataset_name() for group in by_key.values()]
+    labels: dict[str, list[RunRecord]] = {}
+    for (key, group), name in zip(by_key.items(), names):
+        label = f"{name} ({key[:8]})" if names.count(name) > 1 else name
+        labels[label] = group
+    return labels
+
+
 def report_markdown(records: Sequence[RunRecord], cutoff: int = 20, plots: Sequence[str] = ()) -> str:
-    """The whole report: table, notes on the columns, warnings, and links to ``plots`` (file names)."""
-    parts = ["# bamrec report", "", markdown_table(comparison_rows(records, cutoff)), ""]
+    """The whole report: one table per dataset, notes on the columns, warnings, and links to
+    ``plots`` (file names)."""
+    parts = ["# bamrec report", ""]
+    groups = dataset_groups(records)
+    for label, group in groups.items():
+        users = (group[0].dataset.get("stats") or {}).get("users")
+        items = (group[0].dataset.get("stats") or {}).get("items")
+        size = f" ({users:,} users, {items:,} items)" if isinstance(users, int) and isinstance(items, int) else ""
+        parts += [f"## Dataset {label}{size}", "", markdown_table(comparison_rows(group, cutoff)), ""]
     protocols = sorted({str(r.summary["test"].get("protocol")) for r in records if r.summary and r.summary.get("test")})
     users = sorted({r.summary["test"].get("users") for r in records if r.summary and r.summary.get("test")}, key=str)
     notes = [
@@ -173,7 +202,10 @@ def report_markdown(records: Sequence[RunRecord], cutoff: int = 20, plots: Seque
     if len(protocols) > 1:
         notes.append(f"- **Warning:** the runs were tested with different protocols ({', '.join(protocols)}); "
                      "their metrics are not comparable.")
-    if len(users) > 1:
+    if len(groups) > 1:
+        notes.append(f"- The runs use {len(groups)} different datasets: one table each; compare numbers "
+                     "within a table only.")
+    elif len(users) > 1:
         notes.append("- **Warning:** the runs were tested on different numbers of users "
                      f"({', '.join(map(str, users))}).")
     parts += ["Columns:", "", *notes]
