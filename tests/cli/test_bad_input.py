@@ -361,3 +361,25 @@ def test_interrupted_training_resumes(capsys, user_dir, interrupted_run):
     assert main(["train", "--data", str(user_dir / "data"), "--out", str(interrupted_run), "--resume", *FLAGS]) == 0
     summary = json.loads((interrupted_run / "summary.json").read_text())
     assert summary["iters"] == 40
+
+
+# --- siblings: other damaged files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, needle", [("config.json", "config.json is damaged"),
+                                          ("item_map.json", "item_map.json is damaged")])
+def test_damaged_run_files(capsys, user_dir, tmp_path, name, needle):
+    run = tmp_path / "run"
+    shutil.copytree(user_dir / "run", run)
+    (run / name).write_text('{"format": "bamrec-run/1", "con')  # cut off mid-write
+    fails_cleanly(capsys, ["evaluate", str(run)], needle, roots=(run,))
+
+
+@pytest.mark.parametrize("name, needle", [("items.npy", "items.npy is damaged"),
+                                          ("manifest.json", "manifest.json is damaged")])
+def test_damaged_prepared_dataset(capsys, user_dir, tmp_path, name, needle):
+    data = tmp_path / "data"
+    shutil.copytree(user_dir / "data", data)
+    (data / name).write_bytes((data / name).read_bytes()[:20])
+    fails_cleanly(capsys, ["data", "stats", str(data)], needle, roots=(data,))
+    fails_cleanly(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *FLAGS], needle, roots=(data,))

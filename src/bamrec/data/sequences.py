@@ -125,13 +125,19 @@ class SequenceDataset:
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise DataError(f"{path} is not a prepared dataset (no {MANIFEST}); run `bamrec data prepare` first")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DataError(f"{manifest_path} is damaged (not valid JSON); prepare the dataset again") from None
         arrays = {}
         for name in _ARRAYS:
             file = path / f"{name}.npy"
             if not file.is_file():
                 raise DataError(f"prepared dataset {path} is missing {file.name}; prepare it again")
-            arrays[name] = np.load(file, allow_pickle=False)
+            try:
+                arrays[name] = np.load(file, allow_pickle=False)
+            except (ValueError, OSError, EOFError):  # truncated or not an .npy file
+                raise DataError(f"{file} is damaged (not a readable .npy array); prepare the dataset again") from None
         dataset = cls(manifest=manifest, **arrays)
         if verify and manifest.get("checksum") != dataset.checksum():
             raise DataError(f"prepared dataset {path} does not match its manifest checksum; prepare it again")

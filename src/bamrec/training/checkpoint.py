@@ -153,8 +153,9 @@ def read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
     file = Path(path) / CONFIG_FILE
     if not file.is_file():
         raise RunDirError(f"{path} is not a bamrec run directory (no {CONFIG_FILE})")
-    record = json.loads(file.read_text(encoding="utf-8"))
-    if record.get("format") != RUN_FORMAT:
+    record = read_json(file)
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        record = record if isinstance(record, dict) else {}
         raise RunDirError(f"{file} has format {record.get('format')!r}, expected {RUN_FORMAT!r}")
     return run_config_from_dict(record["config"]), record
 
@@ -166,7 +167,12 @@ def write_json(file: Path, value: Any) -> None:
 
 
 def read_json(file: Path) -> Any:
-    return json.loads(Path(file).read_text(encoding="utf-8"))
+    """A JSON file of a run directory; a damaged one is a RunDirError naming it."""
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{file} is damaged (not valid JSON: {_first_line(exc)}); "
+                          "train the run again or restore the file") from None
 
 
 def append_jsonl(file: Path, value: Any) -> None:
@@ -233,7 +239,9 @@ def read_item_map(path: Path) -> tuple[list[Any], dict[str, int]]:
     file = Path(path) / ITEM_MAP_FILE
     if not file.is_file():
         raise RunDirError(f"{path} has no {ITEM_MAP_FILE}")
-    record = json.loads(file.read_text(encoding="utf-8"))
+    record = read_json(file)
+    if not isinstance(record, dict) or not isinstance(record.get("rows"), dict) or "num_items" not in record:
+        raise RunDirError(f"{file} is damaged (no item rows); train the run again or restore the file")
     rows: dict[str, int] = record["rows"]
     ids: list[Any] = [None] * (record["num_items"] + 1)
     cast = int if record.get("id_type") == "int" else str
