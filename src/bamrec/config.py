@@ -141,18 +141,19 @@ def _validate_section(obj: Any) -> None:
     """Checks that involve more than one field's type and range (those are done by ``check_value``)."""
     if hasattr(obj, "select_metric"):
         check_metric_name(obj.select_metric, "select_metric")
-    if hasattr(obj, "dropout") and not 0 <= obj.dropout < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {obj.dropout}")
     if hasattr(obj, "num_heads") and obj.hidden_size % obj.num_heads:
         raise ConfigError(f"hidden_size {obj.hidden_size} must be divisible by num_heads {obj.num_heads}")
 
 
-# Allowed ranges of numeric options, for the CLI flags and the config files alike.
+# Allowed ranges of numeric options, for the CLI flags and the config files alike:
+# ">0" positive, ">=0" non-negative, "[0,1)" a fraction below 1.
 RANGES: dict[str, str] = {
-    **{name: ">0" for name in ("num_interests", "hidden_size", "seq_len", "routing_iters", "num_blocks", "num_heads", "bam_l_dim",
-                               "num_negatives", "batch_size", "max_iters", "eval_every", "patience",
-                               "user_batch_size", "item_chunk_size", "lr", "temperature", "cutoffs")},
-    **{name: ">=0" for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users", "dropout")},
+    **{name: ">0" for name in ("num_interests", "hidden_size", "seq_len", "routing_iters", "num_blocks",
+                               "num_heads", "bam_l_dim", "num_negatives", "batch_size", "max_iters",
+                               "eval_every", "patience", "user_batch_size", "item_chunk_size", "lr",
+                               "temperature", "cutoffs")},
+    **{name: ">=0" for name in ("remi_beta", "remi_lambda", "weight_decay", "valid_users")},
+    "dropout": "[0,1)",
 }
 
 
@@ -168,7 +169,8 @@ def accepted_form(name: str, kind: Any) -> str:
     if kind is int:
         return {">0": "a positive integer", ">=0": "an integer >= 0"}.get(bound or "", "an integer")
     if kind in (float, float | None):
-        return {">0": "a positive number", ">=0": "a number >= 0"}.get(bound or "", "a number")
+        return {">0": "a positive number", ">=0": "a number >= 0", "[0,1)": "a number in [0, 1)"}.get(
+            bound or "", "a number")
     return "a string"
 
 
@@ -180,6 +182,8 @@ def in_range(name: str, value: Any) -> bool:
         return all(v > 0 for v in values)
     if bound == ">=0":
         return all(v >= 0 for v in values)
+    if bound == "[0,1)":
+        return all(0 <= v < 1 for v in values)
     return all(v == v for v in values)
 
 
@@ -196,7 +200,7 @@ def check_value(name: str, kind: Any, value: Any, label: str | None = None) -> A
         if not isinstance(value, str):
             raise problem
         if name in CHOICES:
-            check_choice(name, value, label)
+            check_choice(name, value)
         return value
     if kind == tuple[int, ...]:
         if not isinstance(value, (list, tuple)) or not value or not all(_is_int(v) for v in value):
@@ -234,6 +238,7 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {name: check_value(name, hints[name], value, f"{where}.{name}") for name, value in values.items()}
     obj = cls(**kwargs)
+    _validate_section(obj)
     if hasattr(obj, "device"):
         from bamrec.devices import check_device_name
 

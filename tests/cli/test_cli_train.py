@@ -59,3 +59,23 @@ def test_user_mistakes_are_one_line_errors(data_dir, tmp_path, capsys):
     assert "argument --selection: invalid choice" in err and len(err.strip().splitlines()) == 1
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "not a bamrec run directory" in capsys.readouterr().err
+
+
+def test_item_ids_stay_as_written_through_a_run(tmp_path, capsys):
+    # Before: all-integer ids were cast, so "007" and "7" were one item and "0123" came back as 123.
+    raw = tmp_path / "log.txt"
+    rng = np.random.default_rng(1)
+    names = ["007", "7", "0123", "123"] + [str(i) for i in range(200, 226)]
+    lines = [f"u{u} {names[i]}" for u in range(30) for i in rng.integers(0, len(names), size=8)]
+    raw.write_text("\n".join(lines) + "\n")
+    assert main(["data", "prepare", str(raw), "--format", "uid-iid", "--out", str(tmp_path / "data")]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(run), *FLAGS]) == 0
+    item_map = json.loads((run / "item_map.json").read_text())
+    assert item_map["id_type"] == "str" and {"007", "7", "0123", "123"} <= set(item_map["rows"])
+    assert len(set(item_map["rows"].values())) == len(item_map["rows"])
+    capsys.readouterr()
+    assert main(["recommend", str(run), "--items", "007", "0123", "-k", "30", "--json"]) == 0
+    recommended = [r["item"] for r in json.loads(capsys.readouterr().out)]
+    assert set(recommended) == set(item_map["rows"]) and all(isinstance(i, str) for i in recommended)
+    assert main(["recommend", str(run), "--items", "0007"]) == 2  # not an item: ids compare as strings

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from bamrec.cli import POSITIVE_INT
+from bamrec.cli.train import DEVICE
 from bamrec.errors import ConfigError
 
 
@@ -77,10 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write cells/*.json, results.json, results.md and plots. See docs/experiments.md.")
     p.add_argument("files", nargs="+", metavar="FILE", help="experiment file (.toml)")
     p.add_argument("--out", help="experiment directory (default: experiments/<name>)")
-    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel (default 1)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="cells run in parallel (default 1)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=None,
                    help="torch threads per cell (default: the available cores divided by --jobs)")
-    p.add_argument("--device", default=None, help="device for every cell: cpu, cuda, cuda:N (default: the cell's)")
+    p.add_argument("--device", type=DEVICE, default=None,
+                   help="device for every cell: cpu, cuda, cuda:N (default: the cell's)")
     p.add_argument("--runs-dir", help="where the cells' run directories go (default: <out>/runs, git-ignored)")
     p.add_argument("--tensorboard", metavar="DIR", help="also write each cell's training curves to DIR/<cell>")
     p.add_argument("--report-only", action="store_true", help="run nothing; aggregate the finished cells")
