@@ -32,15 +32,24 @@ def test_movielens_readers(fixtures, name):
     assert (_as_ints(result.users), _as_ints(result.items), _as_ints(result.times)) == (USERS, ITEMS, TIMES)
 
 
+@pytest.mark.parametrize("id_type", ["str", "int"])
 @pytest.mark.parametrize("name", ["ratings.dat", "u.data", "uid_iid.txt"])
-def test_line_by_line_path_matches_fast_path(fixtures, name, monkeypatch):
+def test_line_by_line_path_matches_fast_path(fixtures, name, id_type, monkeypatch):
     fmt = None if name != "uid_iid.txt" else "uid-iid"
-    fast = read_interactions(fixtures / name, fmt)
-    monkeypatch.setattr(sources, "_read_fixed_fast", lambda raw, layout: None)
-    slow = read_interactions(fixtures / name, fmt)
+    fast = read_interactions(fixtures / name, fmt, id_type=id_type)
+    assert fast.users.dtype == (pl.Int64 if id_type == "int" else pl.String)
+    monkeypatch.setattr(sources, "_read_fixed_fast", lambda raw, layout, id_type: None)
+    slow = read_interactions(fixtures / name, fmt, id_type=id_type)
     assert _as_ints(slow.users) == _as_ints(fast.users) == USERS
     assert _as_ints(slow.items) == _as_ints(fast.items) == ITEMS
     assert (slow.times is None) == (fast.times is None)
+
+
+def test_fast_path_keeps_ids_as_written(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("1 007\n1 7\n2 0123\n")
+    result = read_interactions(path, "uid-iid")
+    assert result.items.to_list() == ["007", "7", "0123"] and result.users.to_list() == ["1", "1", "2"]
 
 
 def test_uid_iid_has_no_times(fixtures):

@@ -310,7 +310,7 @@ def prepare_dataset(
                               f"registered dataset {source}")
         columns = layout.columns or (None, None, None)
         interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
-                                         time_col=columns[2])
+                                         time_col=columns[2], id_type=id_type)
         source_name = str(source)
         raw_info = raw_file_info(raw)
     elif parquet_parts.is_parts_source(source):
@@ -320,7 +320,7 @@ def prepare_dataset(
     else:
         raw = _source_file(source, from_path, category)
         interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
-                                         delimiter=delimiter)
+                                         delimiter=delimiter, id_type=id_type)
         source_name = str(Path(source).resolve())
         raw_info = raw_file_info(raw)
     id_type = id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)

@@ -26,7 +26,9 @@ DIAGNOSTIC_KEYS = ("selection_normalized_entropy", "selection_dead_interests", "
 
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     """Every option's value as the run sees it (defaults filled in), flat, without the seed."""
-    config = to_dict(run_config_from_flat(options))
+    from bamrec.models import resolve_presets  # the run sees its presets (remi_beta None -> 0.01 / 0)
+
+    config = to_dict(resolve_presets(run_config_from_flat(options)))
     flat: dict[str, Any] = {"data": config["data"]}
     for section in ("model", "train", "eval"):
         flat.update(config[section])

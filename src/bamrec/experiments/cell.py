@@ -110,9 +110,10 @@ def _interrupted(stopped: object) -> bool:
 
 def _identity(config) -> dict[str, Any]:
     """A config without the options that only say how it runs (device, progress bar)."""
+    from bamrec.models import resolve_presets
     from bamrec.training import checkpoint as ckpt
 
-    values = ckpt.to_dict(config)
+    values = ckpt.to_dict(resolve_presets(config))  # saved configs are resolved (remi_beta None -> 0.01 / 0)
     for key in ("device", "progress"):
         values["train"].pop(key, None)
     return values
