@@ -383,3 +383,16 @@ def test_damaged_prepared_dataset(capsys, user_dir, tmp_path, name, needle):
     (data / name).write_bytes((data / name).read_bytes()[:20])
     fails_cleanly(capsys, ["data", "stats", str(data)], needle, roots=(data,))
     fails_cleanly(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *FLAGS], needle, roots=(data,))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["serve", "RUN", "--port", "70000"], "argument --port: expected a port number from 0 to 65535"),
+    (["serve", "RUN", "--max-k", "0"], "argument --max-k: expected a positive integer"),
+    (["export", "RUN", "--out", "x", "--device", "gpu"], "argument --device"),
+    (["export", "RUN", "--out", "x", "--hnsw-m", "-1"], "argument --hnsw-m: expected a positive integer"),
+    (["experiment", "x.toml", "--jobs", "0"], "argument --jobs: expected a positive integer"),
+    (["data", "synthetic", "--out", "x", "--users", "many"], "argument --users"),
+])
+def test_other_commands_options(capsys, user_dir, argv, needle):
+    argv = [str(user_dir / "run") if a == "RUN" else a for a in argv]
+    fails_cleanly(capsys, argv, needle, roots=(user_dir,))

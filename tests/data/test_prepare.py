@@ -307,3 +307,15 @@ def test_export_round_trips_through_uid_iid(fixtures, tmp_path):
     path = export_uid_iid(dataset, tmp_path / "x.txt")
     again = prepare_dataset(path, tmp_path / "b", fmt="uid-iid")
     assert np.array_equal(again.items, dataset.items) and np.array_equal(again.offsets, dataset.offsets)
+
+
+def test_text_ids_that_look_like_integers_get_a_note(tmp_path):
+    raw = tmp_path / "log.txt"
+    raw.write_text("1 9\n1 10\n2 9\n")
+    notes: list[str] = []
+    dataset = prepare_dataset(raw, tmp_path / "a", fmt="uid-iid", echo=notes.append)
+    assert dataset.item_ids.tolist() == ["10", "9"]
+    assert any("item ids are all integers but were numbered as text" in n and "--id-type int" in n for n in notes)
+    notes.clear()
+    prepare_dataset(raw, tmp_path / "b", fmt="uid-iid", id_type="str", echo=notes.append)  # asked for: no note
+    assert not any("--id-type int" in n for n in notes)

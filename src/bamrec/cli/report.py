@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(args.runs, args.out, overwrite=args.overwrite, cutoff=args.cutoff, plots=args.plots)
     metric = f"recall@{args.cutoff}"
     groups = dataset_groups(report.runs)
-    print(f"compared {len(report.runs)} runs on {len(groups)} dataset{'s' if len(groups) > 1 else ''}")
+    print(f"compared {len(report.runs)} run{'s' if len(report.runs) != 1 else ''} on {len(groups)} dataset"
+          f"{'s' if len(groups) != 1 else ''}")
     for label, runs in groups.items():
         scored = [(r.test_metric(metric), r.name) for r in runs if r.test_metric(metric) is not None]
         best = max(scored) if scored else None

@@ -6,8 +6,21 @@ import argparse
 import json
 from typing import Any
 
+from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
+from bamrec.cli.train import DEVICE
+from bamrec.devices import DEVICE_FORM
 from bamrec.errors import ConfigError
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+PORT = parse_with(_port, "a port number from 0 to 65535")
 
 _INDEX_FLAGS = (("hnsw_m", int), ("ef_construction", int), ("ef_search", int), ("nlist", int), ("nprobe", int))
 
@@ -15,7 +28,8 @@ _INDEX_FLAGS = (("hnsw_m", int), ("ef_construction", int), ("ef_search", int), (
 def _add_index_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("index build parameters (defaults: bamrec.retrieval.index.IndexParams)")
     for name, kind in _INDEX_FLAGS:
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=POSITIVE_INT if kind is int else kind,
+                           default=None)
 
 
 def _index_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action="store_true", help="also export the interest extractor as ONNX (checked)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     p.add_argument("--data", help="dataset directory, when it moved since training")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     _add_index_flags(p)
     add_threads_flag(p)
@@ -80,14 +94,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Serve /recommend and /interests; see docs/serving.md.")
     p.add_argument("target", metavar="RUN_OR_EXPORT", help="run directory or export directory")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT, default=8000)
     p.add_argument("--retrieval", choices=("exact", "flat", "hnsw", "ivf"), default=None,
                    help="default: the export's index, exact for a run")
-    p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
-    p.add_argument("--max-history", type=int, default=10_000, help="longest ad-hoc history")
-    p.add_argument("--max-batch", type=int, default=256, help="most queries in one batch request")
+    p.add_argument("--max-k", type=POSITIVE_INT, default=1000, help="largest k a request may ask for")
+    p.add_argument("--max-history", type=POSITIVE_INT, default=10_000, help="longest ad-hoc history")
+    p.add_argument("--max-batch", type=POSITIVE_INT, default=256, help="most queries in one batch request")
     p.add_argument("--data", help="dataset directory, when it moved since training")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     add_threads_flag(p)
     p.set_defaults(handler=_serve)
