@@ -135,7 +135,8 @@ def test_prepare_unknown_format_and_unguessable_name(capsys, raw, tmp_path):
 
 
 def test_prepare_directory_as_source(capsys, raw, tmp_path):
-    fails_cleanly(capsys, ["data", "prepare", str(raw), "--out", str(tmp_path / "o")], "is a directory")
+    fails_cleanly(capsys, ["data", "prepare", str(raw), "--out", str(tmp_path / "o")], str(raw),
+                  "holds no Parquet part files")
 
 
 def test_semicolon_csv_gets_a_delimiter_hint_and_delimiter_works(capsys, raw, tmp_path):
