@@ -255,6 +255,8 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
         ]
         labels = {g["key"]: g for g in result["configurations"]}
         for c in result["comparisons"]:
+            if not c["seeds"]:
+                continue  # nothing finished on both sides yet (results.json keeps the empty entry)
             s, b = c["over_seeds"], c["bootstrap"]
             boot = f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]" if b else "–"
             gain = f"{100 * s['relative_gain']:+.1f}%" if not math.isnan(s["relative_gain"]) else "–"
