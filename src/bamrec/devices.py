@@ -7,6 +7,7 @@ device that this machine does not have is a ``ConfigError`` naming what is there
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -44,3 +45,11 @@ def resolve_device(name: str, option: str = "--device") -> "torch.device":
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{option} mps requested but MPS (Apple GPU) is not available here; use {option} cpu")
     return device
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (a ``taskset`` or cpuset counts), else the CPU count."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Mapping
 
+from bamrec.devices import available_cpus
 from bamrec.errors import ConfigError
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -49,10 +50,7 @@ def default_threads() -> int:
     With the passive wait policy this was the fastest setting measured, alone and beside busy
     processes (docs/PERFORMANCE.md, "Threads"); the spinning wait policy is what collapsed.
     """
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
+    return available_cpus()
 
 
 def resolve_threads(requested: int | None, environ: Mapping[str, str] = os.environ) -> int:

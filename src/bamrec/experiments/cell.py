@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bamrec.devices import available_cpus
+
 CELL_FORMAT = "bamrec-cell/1"
 RANKS_FILE = "test_ranks.npz"
 PROTOCOLS = ("standard", "reference")
@@ -62,7 +64,7 @@ def machine(threads: int, device: str) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": available_cpus(),
         "threads": threads,
         "device": device,
         "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import bamrec
+from bamrec.devices import available_cpus
 from bamrec.errors import BamrecError
 from bamrec.experiments.cell import EXIT_INTERRUPTED, cell_file
 from bamrec.experiments.spec import Cell, Experiment
@@ -27,8 +28,6 @@ from bamrec.experiments.spec import Cell, Experiment
 POLL_S = 0.5
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_threads(jobs: int) -> int:
