@@ -50,8 +50,9 @@ def grid_cells(grid: str) -> list[tuple[str, str, str, int]]:
     if grid == "ml-100k":
         for model in ("mind", "comirec-sa"):
             cells += [(model, s, v, seed) for seed in SEEDS for s in SCHEMES for v in ("bamrec", "original")]
-        for model in ("mind", "comirec-sa"):
-            cells += [(model, s, "+" + o, seed) for seed in SEEDS for s in SCHEMES for o in SWITCHES[model]]
+        # Seed-major across both backbones, so an interrupted grid has every switch at the first seeds.
+        cells += [(model, s, "+" + o, seed) for seed in SEEDS for model in ("comirec-sa", "mind")
+                  for s in SCHEMES for o in SWITCHES[model]]
         cells += [("mind", s, "+routing_norm=interests", seed) for seed in SEEDS for s in SCHEMES]
     elif grid == "ml-1m":
         cells += [(m, "bamp-multi", v, seed) for seed in SEEDS for m in ("mind", "remi") for v in ("bamrec", "original")]
