@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def measure(args: argparse.Namespace) -> dict:
     evaluate(model, item_embeddings, dataset, view.subset(np.arange(min(256, len(view)))), seq_len=seq_len,
              protocol=args.protocol, device=device)  # warm-up
     runs = []
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(args.repeats):  # the first full pass also pays for first-touch allocations
         sync(device)
         t0 = time.perf_counter()
@@ -65,9 +67,12 @@ def measure(args: argparse.Namespace) -> dict:
                           item_chunk_size=args.item_chunk_size, device=device)
         sync(device)
         runs.append(time.perf_counter() - t0)
+    # Minor page faults per timed evaluation: memory the allocator handed back and took again.
+    page_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / args.repeats
     first_s, full_s = runs[0], float(np.median(runs))
     if args.only_evaluate:  # peak memory of evaluation alone (no benchmark extras below)
-        return {"protocol": args.protocol, "users": len(view), "evaluate_s": full_s, "peak_rss_gb": peak_rss_gb()}
+        return {"protocol": args.protocol, "users": len(view), "evaluate_s": full_s, "peak_rss_gb": peak_rss_gb(),
+                "page_faults": page_faults}
 
     # The same users' interests once, then the ranking alone vs the bare bound on those tensors.
     from bamrec.evaluation.diagnostics_run import view_interests

@@ -235,7 +235,7 @@ def memory_section(args) -> list[dict[str, Any]]:
                    "--only-evaluate", "--protocol", "standard", "--repeats", "1", "--repeat-users", str(repeat_users)]
         result = run_json(command, child_env(args.threads))
         rows.append({"users": result["users"], "peak_rss_gb": result["peak_rss_gb"], "evaluate_s": result["evaluate_s"],
-                     "load": result["load"]})
+                     "page_faults": result.get("page_faults"), "load": result["load"]})
         log(f"memory {result['users']} users: {result['peak_rss_gb']:.3f} GB")
     return rows
 
@@ -323,8 +323,9 @@ def render(result: dict[str, Any]) -> dict[str, str]:
                                    "its CPU s", "interpreter imports s", "whole process s",
                                    "original recall@20", "bamrec recall@20", "load"], rows)
     if result.get("memory"):
-        out["memory"] = table(["users", "peak RSS GB", "evaluate s", "load"],
-                              [[r["users"], r["peak_rss_gb"], r["evaluate_s"], r["load"]] for r in result["memory"]])
+        out["memory"] = table(["users", "peak RSS GB", "evaluate s", "page faults", "load"],
+                              [[r["users"], r["peak_rss_gb"], r["evaluate_s"], r.get("page_faults"), r["load"]]
+                               for r in result["memory"]])
     if result.get("concurrency"):
         out["concurrency"] = table(["case", "it/s (median)", "runs", "of solo", "load"],
                                    [[r["case"], r["its"], ", ".join(f"{x:.1f}" for x in r["runs"]),

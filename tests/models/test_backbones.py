@@ -289,3 +289,74 @@ def test_comirec_sa_item_table_is_rebuilt_after_weights_change() -> None:
     model.train()
     model.eval()  # ... but a train()/eval() round trip drops the cache
     matches_a_fresh_copy()
+
+
+def _sa_long_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """12 windows of 16 positions over 25 items, one fully padded, lengths 0-16."""
+    generator = torch.Generator().manual_seed(5)
+    items = torch.randint(1, 26, (12, 16), generator=generator)
+    lengths = torch.tensor([16, 0, 1, 7, 16, 3, 9, 16, 12, 5, 2, 16])
+    mask = torch.arange(16).unsqueeze(0) < lengths.unsqueeze(1)
+    return items * mask, mask
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1024])
+def test_comirec_sa_streamed_inference_equals_the_plain_formula(monkeypatch, chunk: int) -> None:
+    # The streamed path (fixed-size position chunks, tanh as 2 sigmoid(2x) - 1) against the plain
+    # formula, which an eval-mode forward with autograd on takes.
+    import bamrec.models.comirec_sa as comirec_sa
+
+    monkeypatch.setattr(comirec_sa, "POSITION_CHUNK", chunk)
+    items, mask = _sa_long_batch()
+    model = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
+    calls = []
+    streamed = model._valid_logits_streamed
+    monkeypatch.setattr(model, "_valid_logits_streamed", lambda *a: calls.append(1) or streamed(*a))
+    with torch.inference_mode():
+        fast = model(items, mask)
+        fast_attention = model.last_attention
+    assert calls, "the streamed path was not taken"
+    plain = model(items, mask).detach()
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_attention, model.last_attention.detach(), rtol=1e-5, atol=1e-6)
+    assert bool((fast[1] == 0).all())  # the fully padded window: zero interests
+
+
+def test_tanh_via_sigmoid_equals_tanh() -> None:
+    from bamrec.models.comirec_sa import tanh_via_sigmoid_
+
+    x = torch.cat([torch.linspace(-30, 30, 20001), torch.tensor([0.0, 1e-30, -1e-8, 88.0, -88.0, 1e4])])
+    got = tanh_via_sigmoid_(x.clone())
+    assert (got.double() - torch.tanh(x.double())).abs().max() < 3e-7
+    assert float(got.max()) <= 1.0 and float(got.min()) >= -1.0
+
+
+def test_comirec_sa_inference_never_holds_a_whole_batch_activation(monkeypatch) -> None:
+    # Before: the inference forward built the [P, 4D] pre-activation of the whole batch, a buffer
+    # whose size changed with every batch (allocator retention, page faults). Now no tensor it
+    # makes is larger than the [B, L, D] history embeddings or one [POSITION_CHUNK, 4D] chunk.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import bamrec.models.comirec_sa as comirec_sa
+
+    monkeypatch.setattr(comirec_sa, "POSITION_CHUNK", 8, raising=False)
+    items = torch.randint(1, 26, (12, 16), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones(12, 16, dtype=torch.bool)  # P = 192 valid positions, all full
+    model = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
+    with torch.inference_mode():
+        model(items, mask)  # builds the cached [N + 1, 4D] item table (fixed size, kept)
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for value in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(value, torch.Tensor):
+                    Largest.largest = max(Largest.largest, value.numel())
+            return out
+
+    with torch.inference_mode(), Largest():
+        model(items, mask)
+    bound = max(12 * 16 * 8, 8 * 4 * 8)  # [B, L, D] and [POSITION_CHUNK, 4D]
+    assert 0 < Largest.largest <= bound < 12 * 16 * 4 * 8  # the whole activation would be [P, 4D]

@@ -61,27 +61,50 @@ def check_positive(name: str, value: int) -> int:
     return int(value)
 
 
-# Histories differ in length, so each batch allocates differently sized buffers; glibc keeps the
-# freed space and the resident size creeps up with the number of users. Returning it every few
-# batches keeps evaluation memory bounded by the chunk sizes.
-TRIM_EVERY_BATCHES = 16
+# glibc's malloc hands freed memory at the top of the heap back to the OS once more than its trim
+# threshold is free, a threshold that follows the largest block freed so far (twice it). Evaluation
+# frees several MB of per-batch buffers after every batch, so the heap was trimmed and its pages
+# faulted in again at every batch: about 150,000 page faults and a fifth of the CPU time of an
+# ML-1M evaluation (docs/PERFORMANCE.md). Keeping the freed space for reuse is safe because every
+# batch allocates the same buffers again and nothing long-lived is allocated in between (results
+# go into arrays allocated up front), so the resident size stays flat in the number of users. The
+# values are those glibc's dynamic rule reaches at its ceiling; ``release_freed_memory`` returns
+# the space once the evaluation is done.
+MMAP_THRESHOLD_BYTES = 32 << 20
+TRIM_THRESHOLD_BYTES = 64 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
+def _libc():
+    """glibc through ctypes, or None where there is none (macOS, musl without these entry points)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            _LIBC = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else False
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC or None
+
+
+_LIBC = None
+
+
+def hold_freed_memory() -> None:
+    """Let glibc keep freed heap memory for reuse (thresholds above); a no-op without glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
 def release_freed_memory() -> None:
     """Give freed heap memory back to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def history_csr(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> Csr:
@@ -314,8 +337,13 @@ def evaluate(
     ends = torch.from_numpy(view.history_end).to(device)  # [U_e]
     targets = torch.from_numpy(view.targets).to(device)  # [U_e]
 
-    ranks, chosen = [], []
+    # Written in place, batch by batch: per-batch result tensors kept alive in a list would each
+    # take a small block out of the space the previous batch's large buffers freed, so the large
+    # buffers of later batches no longer fit there and the heap grows with the number of users.
+    ranks = torch.empty(len(view), dtype=torch.int64)  # [U_e]
+    chosen = torch.empty(len(view), dtype=torch.int64)  # [U_e]
     batches = range(0, len(view), batch_size)
+    hold_freed_memory()
     with torch.inference_mode():
         for lo in tqdm(batches, desc=f"evaluate ({protocol})", unit="batch", disable=not progress):
             hi = min(lo + batch_size, len(view))
@@ -330,13 +358,12 @@ def evaluate(
             batch_ranks, batch_interest = _rank_valid(
                 interests, embeddings, targets[lo:hi], rows, exclusion.ids, protocol, chunk
             )
-            ranks.append(batch_ranks.cpu())
-            chosen.append(batch_interest.cpu())
-            if (lo // batch_size) % TRIM_EVERY_BATCHES == TRIM_EVERY_BATCHES - 1:
-                release_freed_memory()
+            ranks[lo:hi] = batch_ranks
+            chosen[lo:hi] = batch_interest
+    release_freed_memory()
     return EvalResult(
-        ranks=torch.cat(ranks).numpy(),
-        target_interest=torch.cat(chosen).numpy(),
+        ranks=ranks.numpy(),
+        target_interest=chosen.numpy(),
         users=np.asarray(view.users, dtype=np.int64).copy(),
         protocol=protocol,
         cutoffs=cutoffs,

@@ -36,6 +36,10 @@ from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
 
+# Valid positions per chunk of the streamed inference path (``_valid_logits_streamed``): a
+# [1024, 4D] float32 work buffer is 1 MB at D = 64, the size of one core's L2 cache here.
+POSITION_CHUNK = 1024
+
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``logits [B, K, L]`` with padded positions (``mask [B, L]`` False) set to the dtype's minimum.
@@ -55,6 +59,17 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.kaiming_normal_(param, generator=generator)
         else:
             nn.init.zeros_(param)
+
+
+def tanh_via_sigmoid_(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` in place as ``2 sigmoid(2x) - 1`` (the same function).
+
+    Why: torch's CPU ``tanh`` measured 3.3 ns per float32 element here (AVX2), its ``sigmoid`` 1.0
+    ns, so the three passes of this form are about 2.3x cheaper on cache-resident chunks. The
+    subtraction costs absolute accuracy near 0: at most 2e-7 from float64 ``tanh`` (measured),
+    against 3e-8 for ``tanh`` itself; used at inference only.
+    """
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 class ComiRecSA(MultiInterestBackbone):
@@ -90,37 +105,70 @@ class ComiRecSA(MultiInterestBackbone):
         positions = mask.reshape(-1).nonzero().squeeze(1) if items.device.type == "cpu" else None  # [P]
         # The item-table shortcut only without autograd: its table is cached and detached from the graph,
         # so a forward that needs gradients (even in eval mode) takes the plain formula below.
-        if not (self.training or torch.is_grad_enabled()) and self.embeddings.num_embeddings < items.numel():
-            pre_activation = self._projected_from_item_table(items, positions)  # [P, 4D] or [B, L, 4D]
+        inference = not (self.training or torch.is_grad_enabled())
+        use_table = inference and self.embeddings.num_embeddings < items.numel()
+        if use_table and positions is not None:
+            valid_logits = self._valid_logits_streamed(items, positions)  # [P, K]
+            return self._read_out(self._scatter_logits(valid_logits, positions, mask), emb)
+        if use_table:
+            pre_activation = self._projected_from_item_table(items)  # [B, L, 4D]
         else:
             hidden = emb + self.position_embedding[:, :length]  # [B, L, D]
             if positions is not None:
                 hidden = hidden.reshape(-1, self.hidden_size).index_select(0, positions)  # [P, D]
             pre_activation = self.linear1[0](hidden)  # [P, 4D] or [B, L, 4D]
         # In place when nothing needs the pre-activation for a backward pass (halves inference memory).
-        inference = not (self.training or torch.is_grad_enabled())
         activation = pre_activation.tanh_() if inference else torch.tanh(pre_activation)
         valid_logits = self.linear2(activation)  # [P, K] or [B, L, K]
-        logits = self._scatter_logits(valid_logits, positions, mask)  # [B, K, L]
+        return self._read_out(self._scatter_logits(valid_logits, positions, mask), emb)
+
+    def _read_out(self, logits: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Interests ``A · E_hist`` ``[B, K, D]`` from the masked logits ``[B, K, L]``; keeps ``A`` in ``last_attention``."""
         attention = torch.softmax(logits, dim=-1)  # [B, K, L]
         self.last_attention = attention
         return torch.matmul(attention, emb)  # [B, K, D]
 
-    def _projected_from_item_table(self, items: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-        """``W1 (E + P)`` at inference as ``W1 E`` gathered from a per-call item table plus ``W1 P``.
+    def _valid_logits_streamed(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Attention logits ``W2 tanh(W1 E + W1 P)`` ``[P, K]`` of the valid positions, at inference on CPU.
+
+        The same values as the plain formula (``W1 E`` gathered from the cached item table, as in
+        ``_projected_from_item_table``), computed ``POSITION_CHUNK`` positions at a time in one reused
+        work buffer. Why: the whole ``[P, 4D]`` pre-activation of a batch (13 MB at 64 users x 200
+        positions) is written and read by three passes (gather, add, tanh) from main memory, and its
+        size changes with every batch, so the allocator faults in fresh pages each time and keeps
+        freed ones: the resident size crept up with the number of users evaluated. A chunk stays in
+        cache and has the same size at every call.
+        """
+        table = self._item_table()  # [N + 1, 4D]
+        length, total = items.shape[1], len(positions)
+        position = self.position_embedding[0, :length] @ self.linear1[0].weight.T  # [L, 4D]
+        flat_items = items.reshape(-1).index_select(0, positions)  # [P]
+        slots = positions % length  # [P] position of each valid entry in its window
+        weight2 = self.linear2.weight.T  # [4D, K]
+        logits = table.new_empty(total, self.num_interests)  # [P, K]
+        chunk = max(1, min(POSITION_CHUNK, total))
+        work = table.new_empty(chunk, table.shape[1])  # [C, 4D] W1 E, then the activation
+        shift = table.new_empty(chunk, table.shape[1])  # [C, 4D] W1 P
+        for lo in range(0, total, chunk):
+            hi = min(lo + chunk, total)
+            activation, added = work[: hi - lo], shift[: hi - lo]
+            torch.index_select(table, 0, flat_items[lo:hi], out=activation)
+            torch.index_select(position, 0, slots[lo:hi], out=added)
+            tanh_via_sigmoid_(activation.add_(added))
+            torch.mm(activation, weight2, out=logits[lo:hi])  # [C, K]
+        return logits
+
+    def _projected_from_item_table(self, items: torch.Tensor) -> torch.Tensor:
+        """``W1 (E + P)`` ``[B, L, 4D]`` at inference (dense path) as ``W1 E`` gathered from a cached item
+        table plus ``W1 P``.
 
         With fewer catalogue rows than history positions (ML-1M: 3,707 rows for 200 positions of
         each of 1,024 users) this replaces most of the forward's FLOPs by a gather. Exact up to float
         rounding. Not used in training: there the gather's backward costs more than it saves.
         """
-        weight = self.linear1[0].weight  # [4D, D]
         table = self._item_table()  # [N + 1, 4D]
-        position = self.position_embedding[0, : items.shape[1]] @ weight.T  # [L, 4D]
-        if positions is None:
-            return table[items] + position  # [B, L, 4D]
-        flat_items = items.reshape(-1).index_select(0, positions)  # [P]
-        projected = table.index_select(0, flat_items)  # [P, 4D]
-        return projected.add_(position.index_select(0, positions % items.shape[1]))  # [P, 4D]
+        position = self.position_embedding[0, : items.shape[1]] @ self.linear1[0].weight.T  # [L, 4D]
+        return table[items] + position  # [B, L, 4D]
 
     def _item_table(self) -> torch.Tensor:
         """``E W1^T`` ``[N + 1, 4D]``, cached across inference calls until either weight changes.
