@@ -26,7 +26,7 @@ BAM_L_GRADS = ("straight-through", "none")
 PROTOCOLS = ("standard", "reference")
 METRIC_KINDS = ("recall", "ndcg", "mrr")  # ranking metrics, named <kind>@<cutoff> (evaluation.metrics)
 VALID_PROTOCOLS = ("standard", "reference")  # validation steps of training (bamrec.training.validation.VALIDATIONS)
-RECIPES = ("bamrec", "original")
+RECIPES = ("bamrec", "original", "recommended")
 ROUTING_NORMS = ("valid", "padded", "interests")
 ROUTING_EVALS = ("fixed", "random")
 RR_POSITIONS = ("valid", "all")
@@ -76,7 +76,7 @@ class TrainConfig:
     select_metric: str = "recall@10"  # validation metric of early stopping / the best checkpoint (its cutoff is always evaluated)
     valid_users: int = 0  # standard: fixed users (0 = all, else a seeded subset); reference: users drawn per check (0 = 1000)
     valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS ("reference": the original's)
-    recipe: str = "bamrec"  # preset filling every option not given: "bamrec" (our defaults) or "original" (bamrec.compat.recipe)
+    recipe: str = "bamrec"  # preset filling every option not given: "bamrec" (our defaults), "original" or "recommended" (bamrec.compat.recipe)
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     progress: bool = True  # show a tqdm progress bar

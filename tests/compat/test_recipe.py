@@ -160,3 +160,19 @@ def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path) -
     assert torch.equal(run.model.linear.weight, state["capsule_network.linear.weight"])
     first = run.evaluate(protocol="reference")
     assert first == run.evaluate(protocol="reference")  # fixed routing start: deterministic
+
+
+def test_recommended_recipe_sets_its_scheme_and_given_options_win(tmp_path) -> None:
+    from bamrec.compat.recipe import RECOMMENDED
+
+    recommended = run_config_from_flat({"recipe": "recommended"})
+    for option, value in RECOMMENDED.items():
+        assert resolved(recommended, option) == value, option
+    assert (recommended.train.selection, recommended.train.multi_loss, recommended.train.loss) == ("bam-p", True, "full")
+    assert recommended.train.negatives == "shared" and recommended.eval.protocol == "standard"  # none of the original's
+    assert run_config_from_flat({"recipe": "recommended", "loss": "sampled"}).train.loss == "sampled"
+    data = make_dataset(tmp_path / "data")
+    result = bamrec.train(tiny_config(data, recipe="recommended"), tmp_path / "run", verbose=False)
+    config = json.loads((result.run_dir / "config.json").read_text())["config"]
+    assert config["train"]["recipe"] == "recommended" and config["train"]["loss"] == "full"
+    assert config["train"]["lr"] == RECOMMENDED["lr"] != TrainConfig().lr

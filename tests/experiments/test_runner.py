@@ -11,6 +11,7 @@ from bamrec.cli import main
 from bamrec.data.sequences import SequenceDataset
 from bamrec.experiments import load_experiment, parse_experiment, run_experiment
 from bamrec.experiments.aggregate import aggregate, find_baseline
+from bamrec.errors import ConfigError
 from bamrec.experiments.cell import CELL_FORMAT
 from bamrec.training import checkpoint as ckpt
 
@@ -123,6 +124,28 @@ def test_baseline_is_the_closest_matching_configuration():
     assert find_baseline(configs[3], configs, spec) == 0
     assert find_baseline(configs[0], configs, spec) is None  # a baseline itself
     assert find_baseline({"data": "c", "selection": "bam-p"}, configs, spec) is None  # none on its data
+
+
+def test_a_baseline_with_for_compares_only_the_configurations_it_names():
+    configs = [{"data": "a", "model": "comirec-sa", "selection": "hard"},
+               {"data": "a", "model": "comirec-sa", "selection": "bam-p", "multi_loss": True},
+               {"data": "a", "model": "comirec-sa", "recipe": "recommended"},
+               {"data": "a", "model": "mind", "selection": "hard"}]
+    spec = {"selection": "bam-p", "multi_loss": True, "loss": "sampled", "for": {"recipe": "recommended"}}
+    assert find_baseline(configs[2], configs, spec) == 1  # the recipe's BaM_p + multi-loss, full softmax, lr
+    assert find_baseline(configs[0], configs, spec) is None  # outside `for`: not compared
+    assert find_baseline(configs[3], configs, spec) is None
+    assert find_baseline(configs[2], configs, {"selection": "bam-p", "multi_loss": True}) is None  # matches itself
+
+
+def test_for_in_a_baseline_must_be_a_table_of_options():
+    base = {"name": "x", "grid": {"data": ["d"], "seed": [1]}}
+    with pytest.raises(ConfigError, match="`for` must be a table"):
+        parse_experiment({**base, "compare": {"baseline": {"selection": "hard", "for": "remi"}}})
+    with pytest.raises(ConfigError, match="unknown option"):
+        parse_experiment({**base, "compare": {"baseline": {"selection": "hard", "for": {"modle": "remi"}}}})
+    exp = parse_experiment({**base, "compare": {"baseline": {"selection": "hard", "for": {"model": "remi"}}}})
+    assert exp.baselines == ({"selection": "hard", "for": {"model": "remi"}},)
 
 
 def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):

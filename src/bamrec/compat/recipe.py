@@ -1,4 +1,4 @@
-"""Training recipes: the original BaM code's way of training, as named switches.
+"""Training recipes: named presets of training options (the original BaM code's, and bamrec's recommended).
 
 J. Lee, J. Yun, U Kang. *Towards True Multi-interest Recommendation: Enhanced Scheme for Balanced
 Interest Training.* IEEE BigData 2024. Its public code (snudatalab/BaM) trains in a few ways that
@@ -13,6 +13,10 @@ difference does to the results. Options equal in both recipes (batch 128, Adam 1
 decay, 1,280 negatives, validation every 1,000 iterations, seed 2021, REMI's beta = 0.01 and
 lambda = 100 under hard selection only, Kaiming-normal initialisation of every weight including the
 padding row) are not listed.
+
+``RECOMMENDED`` (``recipe="recommended"``) is not about fidelity: it is the training scheme that
+measured best at the study's model size and budget (``docs/RESULTS.md``, ``experiments/search.toml``),
+on top of any backbone (ComiRec-SA, the default backbone, is the one it was chosen on).
 
 This module is a plain table (no torch) because ``bamrec.config`` reads it.
 """
@@ -46,13 +50,26 @@ WHERE: dict[str, str] = {
     "bam_l_grad": "BasicModel.py: BasicModel.select_interest (torch.multinomial index; l1, l2 get no gradient)",
 }
 
+# bamrec's recommended training scheme (docs/RESULTS.md, "Recommended configuration"): BaM_p with
+# the multi-interest loss (BaM), the full softmax instead of 1,280 sampled negatives, and a larger
+# Adam step. Full softmax scores the whole catalogue at every step (B * K * N * D multiply-adds, in
+# chunks beyond ``objective.FULL_SOFTMAX_CHUNK_ELEMENTS``): for catalogues of millions of items use
+# ``--loss sampled`` on top of the recipe.
+RECOMMENDED: dict[str, Any] = {
+    "selection": "bam-p",
+    "multi_loss": True,
+    "loss": "full",
+    "lr": 4e-3,
+}
+
 SECTION: dict[str, str] = {
+    "selection": "train", "multi_loss": "train", "loss": "train", "lr": "train",
     "negatives": "train", "valid_protocol": "train", "patience": "train", "protocol": "eval",
     "routing_norm": "model", "routing_eval": "model", "rr_positions": "train", "ihn_detach": "train",
     "bam_l_grad": "train",
 }
 
-RECIPES: dict[str, dict[str, Any]] = {"bamrec": {}, "original": ORIGINAL}
+RECIPES: dict[str, dict[str, Any]] = {"bamrec": {}, "original": ORIGINAL, "recommended": RECOMMENDED}
 
 
 def recipe_values(name: str) -> dict[str, Any]:

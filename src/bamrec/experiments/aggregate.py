@@ -46,8 +46,11 @@ def _matches(options: dict[str, Any], spec: dict[str, Any]) -> bool:
 def find_baseline(config: dict[str, Any], others: Sequence[dict[str, Any]], spec: dict[str, Any]) -> int | None:
     """Index in ``others`` of ``config``'s baseline under ``spec``: a configuration matching ``spec``
     on the same data that differs from ``config`` in the fewest options; None when ``config`` is
-    itself a baseline or has none."""
-    if _matches(config, spec):
+    itself a baseline or has none. A ``for`` table in ``spec`` limits it to the configurations
+    matching that table (None for the others)."""
+    spec = dict(spec)
+    scope = spec.pop("for", None)
+    if _matches(config, spec) or (scope is not None and not _matches(config, dict(scope))):
         return None
     mine = effective_options(config)
     best, best_diff = None, math.inf

@@ -14,6 +14,9 @@ An experiment file is TOML::
     [compare]
     baseline = { selection = "hard" }
 
+A baseline may be limited to some configurations with ``for``: ``{ selection = "bam-p", for = {
+recipe = "recommended" } }`` compares only the configurations matching ``for`` against it.
+
 Any `bamrec train` option (``bamrec.config.flat_fields()`` plus ``data``) can be an axis or fixed.
 An axis value may also be an inline table that sets several options at once, e.g.
 ``scheme = [{selection = "hard"}, {label = "bam-p+multi", selection = "bam-p", multi_loss = true}]``
@@ -131,7 +134,11 @@ def parse_experiment(data: Mapping[str, Any], path: Path | None = None) -> Exper
     baseline = compare.get("baseline", [])
     baselines = tuple(dict(b) for b in (baseline if isinstance(baseline, list) else [baseline]))
     for b in baselines:
-        _check_options(b, f"{where} [compare] baseline")
+        scope = b.get("for", {})
+        if not isinstance(scope, Mapping):
+            raise ConfigError(f"{where} [compare] baseline: `for` must be a table of options, got {scope!r}")
+        _check_options({k: v for k, v in b.items() if k != "for"}, f"{where} [compare] baseline")
+        _check_options(dict(scope), f"{where} [compare] baseline `for`")
     metrics = tuple(compare.get("metrics", ("recall@20", "ndcg@20")))
     from bamrec.evaluation.metrics import parse_metric
 
