@@ -14,12 +14,16 @@ tested under both evaluation protocols (MIND's random routing, where on, is seed
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nohup python experiments/fidelity/grid.py --grid ml-100k \
         --data /tmp/recipe/ml-100k --runs /tmp/recipe/runs > /tmp/recipe/grid.log 2>&1 &
+
+Several processes may share a grid (each claims a cell before running it), e.g. a second one with
+``--reverse``; a claim left by a killed process is taken over.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -82,11 +86,46 @@ def test_metrics(run_dir: Path, protocol: str) -> dict:
     return {k: round(float(metrics[k]), 6) for k in METRICS}
 
 
+def claim(out_dir: Path, name: str) -> Path | None:
+    """Claim cell ``name`` for this process (a ``.<name>.claim`` file holding the pid, created
+    exclusively), so that several grid processes can share one results folder; a claim whose process
+    is gone is taken over. None when another live process holds it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    file = out_dir / f".{name}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(file.read_text() or 0), 0)
+                return None  # held by a live process
+            except (ProcessLookupError, ValueError):
+                file.unlink(missing_ok=True)  # stale: its process died
+                continue
+            except PermissionError:
+                return None
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return file
+    return None
+
+
 def run_cell(cell: tuple[str, str, str, int], args: argparse.Namespace, out_dir: Path) -> None:
     name = cell_name(*cell)
     summary_file = out_dir / f"{name}.json"
     if summary_file.is_file():
         return
+    claimed = claim(out_dir, name)
+    if claimed is None:
+        return  # another grid process runs it
+    try:
+        train_cell(cell, name, summary_file, args, out_dir)
+    finally:
+        claimed.unlink(missing_ok=True)
+
+
+def train_cell(cell: tuple[str, str, str, int], name: str, summary_file: Path, args: argparse.Namespace,
+               out_dir: Path) -> None:
     flat = cell_config(*cell, args)
     run_dir = Path(args.runs) / args.grid / name
     started = time.time()
@@ -129,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma-separated substrings: run only matching cells")
     p.add_argument("--keep-runs", action="store_true", help="keep run directories (default: delete after summary)")
     p.add_argument("--list", action="store_true", help="print the cells in order and exit")
+    p.add_argument("--reverse", action="store_true",
+                   help="run the cells last first (a second process on the same grid meets the first in the middle)")
     args = p.parse_args(argv)
     if args.seq_len is None:
         args.seq_len = 50 if args.grid == "ml-100k" else 200
@@ -141,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in cells:
             print(cell_name(*c), "(done)" if (out_dir / f"{cell_name(*c)}.json").is_file() else "")
         return 0
-    for cell in cells:
+    for cell in reversed(cells) if args.reverse else cells:
         run_cell(cell, args, out_dir)
     return 0
 
