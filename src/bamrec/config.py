@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     progress: bool = True  # show a tqdm progress bar
+    compile: bool = False  # torch.compile the training step (minutes of compiling first; eager if it fails)
 
 
 @dataclass(frozen=True)

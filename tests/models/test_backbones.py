@@ -302,8 +302,8 @@ def _sa_long_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("chunk", [1, 5, 1024])
 def test_comirec_sa_streamed_inference_equals_the_plain_formula(monkeypatch, chunk: int) -> None:
-    # The streamed path (fixed-size position chunks, tanh as 2 sigmoid(2x) - 1) against the plain
-    # formula, which an eval-mode forward with autograd on takes.
+    # The streamed path (fixed-size position chunks, tanh as 2 sigmoid(2x) - 1, logits shifted by a
+    # constant per interest) against the plain formula, which an eval-mode forward with autograd on takes.
     import bamrec.models.comirec_sa as comirec_sa
 
     monkeypatch.setattr(comirec_sa, "POSITION_CHUNK", chunk)
@@ -322,19 +322,10 @@ def test_comirec_sa_streamed_inference_equals_the_plain_formula(monkeypatch, chu
     assert bool((fast[1] == 0).all())  # the fully padded window: zero interests
 
 
-def test_tanh_via_sigmoid_equals_tanh() -> None:
-    from bamrec.models.comirec_sa import tanh_via_sigmoid_
-
-    x = torch.cat([torch.linspace(-30, 30, 20001), torch.tensor([0.0, 1e-30, -1e-8, 88.0, -88.0, 1e4])])
-    got = tanh_via_sigmoid_(x.clone())
-    assert (got.double() - torch.tanh(x.double())).abs().max() < 3e-7
-    assert float(got.max()) <= 1.0 and float(got.min()) >= -1.0
-
-
 def test_comirec_sa_inference_never_holds_a_whole_batch_activation(monkeypatch) -> None:
     # Before: the inference forward built the [P, 4D] pre-activation of the whole batch, a buffer
     # whose size changed with every batch (allocator retention, page faults). Now no tensor it
-    # makes is larger than the [B, L, D] history embeddings or one [POSITION_CHUNK, 4D] chunk.
+    # makes is larger than the [B, L, D] history embeddings or its cached tables (built once).
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import bamrec.models.comirec_sa as comirec_sa
@@ -358,5 +349,5 @@ def test_comirec_sa_inference_never_holds_a_whole_batch_activation(monkeypatch) 
 
     with torch.inference_mode(), Largest():
         model(items, mask)
-    bound = max(12 * 16 * 8, 8 * 4 * 8)  # [B, L, D] and [POSITION_CHUNK, 4D]
+    bound = max(12 * 16 * 8, (25 + 1 + 16) * 4 * 8)  # [B, L, D] and the cached [N + 1 + L, 4D] table
     assert 0 < Largest.largest <= bound < 12 * 16 * 4 * 8  # the whole activation would be [P, 4D]

@@ -40,7 +40,7 @@ from bamrec.errors import RunDirError
 from bamrec.training import checkpoint as ckpt
 
 RESUME_FORMAT = "bamrec-resume/2"
-MAY_CHANGE_ON_RESUME = frozenset({"max_iters", "patience", "progress", "device"})
+MAY_CHANGE_ON_RESUME = frozenset({"max_iters", "patience", "progress", "device", "compile"})
 
 
 @dataclass

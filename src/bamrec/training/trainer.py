@@ -109,7 +109,7 @@ class Session:
     """What the loop works with (built once by ``_train``; nothing in it changes during the loop)."""
 
     config: RunConfig
-    model: torch.nn.Module  # the objective, wrapped in DDP when distributed
+    model: torch.nn.Module  # the objective, wrapped in DDP when distributed, in CompiledOrEager with --compile
     objective: Objective
     optimizer: torch.optim.Optimizer
     sampler: TrainSampler
@@ -224,6 +224,10 @@ def _train(
         model = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if tc.compile:
+        from bamrec.training.compiled import CompiledOrEager
+
+        model = CompiledOrEager(model, log)  # type: ignore[assignment]
     validate = build_validation(config, dataset, split, device, context)
     if main:
         log(
