@@ -351,3 +351,19 @@ def test_comirec_sa_inference_never_holds_a_whole_batch_activation(monkeypatch) 
         model(items, mask)
     bound = max(12 * 16 * 8, (25 + 1 + 16) * 4 * 8)  # [B, L, D] and the cached [N + 1 + L, 4D] table
     assert 0 < Largest.largest <= bound < 12 * 16 * 4 * 8  # the whole activation would be [P, 4D]
+
+
+def test_comirec_sa_dense_paths_equal_the_packed_ones(monkeypatch) -> None:
+    # Off CPU (no valid-position packing) the model runs the dense formula and, at inference, the
+    # cached item-table gather over every position; both must give the CPU paths' interests.
+    items, mask = _sa_long_batch()
+    model = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
+    with torch.inference_mode():
+        packed_inference = model(items, mask)
+    packed_grad = model(items, mask).detach()
+    monkeypatch.setattr(ComiRecSA, "_valid_positions", staticmethod(lambda mask: None))
+    with torch.inference_mode():
+        dense_inference = model(items, mask)
+    dense_grad = model(items, mask).detach()
+    for got in (dense_inference, dense_grad, packed_grad):
+        torch.testing.assert_close(got, packed_inference, rtol=1e-5, atol=1e-6)
