@@ -300,22 +300,26 @@ def _sa_long_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return items * mask, mask
 
 
+@pytest.mark.parametrize("pair_table", [True, False])
 @pytest.mark.parametrize("chunk", [1, 5, 1024])
-def test_comirec_sa_streamed_inference_equals_the_plain_formula(monkeypatch, chunk: int) -> None:
+def test_comirec_sa_streamed_inference_equals_the_plain_formula(monkeypatch, chunk: int, pair_table: bool) -> None:
     # The streamed path (fixed-size position chunks, tanh as 2 sigmoid(2x) - 1, logits shifted by a
     # constant per interest) against the plain formula, which an eval-mode forward with autograd on takes.
     import bamrec.models.comirec_sa as comirec_sa
 
     monkeypatch.setattr(comirec_sa, "POSITION_CHUNK", chunk)
+    monkeypatch.setattr(comirec_sa, "PAIR_TABLE_MAX_ELEMENTS", 1 << 24 if pair_table else 0)
     items, mask = _sa_long_batch()
     model = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
     calls = []
     streamed = model._valid_logits_streamed
     monkeypatch.setattr(model, "_valid_logits_streamed", lambda *a: calls.append(1) or streamed(*a))
     with torch.inference_mode():
+        model(items[:5], mask[:5])  # fills part of the pair table: the next call mixes kept and new pairs
         fast = model(items, mask)
         fast_attention = model.last_attention
     assert calls, "the streamed path was not taken"
+    assert (model._pair_cache is not None) == pair_table
     plain = model(items, mask).detach()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast_attention, model.last_attention.detach(), rtol=1e-5, atol=1e-6)
@@ -367,3 +371,17 @@ def test_comirec_sa_dense_paths_equal_the_packed_ones(monkeypatch) -> None:
     dense_grad = model(items, mask).detach()
     for got in (dense_inference, dense_grad, packed_grad):
         torch.testing.assert_close(got, packed_inference, rtol=1e-5, atol=1e-6)
+
+
+def test_comirec_sa_pair_table_is_rebuilt_when_only_w2_changes() -> None:
+    # The per-pair logits depend on W2 as well as on the tables of W1 E and W1 P.
+    items, mask = _sa_long_batch()
+    model = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
+    with torch.inference_mode():
+        model(items, mask)
+    with torch.no_grad():
+        model.linear2.weight.mul_(-3.0)  # in place: moves W2's version counter only
+    copy = ComiRecSA(25, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()
+    copy.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(model(items, mask), copy(items, mask))
