@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -364,7 +365,7 @@ def verdicts(result: dict[str, Any]) -> dict[str, str]:
 def write_doc(result: dict[str, Any], template: Path, doc: Path) -> None:
     text = template.read_text(encoding="utf-8")
     env, settings = result["environment"], result["settings"]
-    busy = ("The machine was busy: shared with other engineers' test runs and benchmarks, so absolute "
+    busy = ("The machine was busy: other processes ran beside the benchmark (see the note), so absolute "
             "figures are lower than on a quiet machine and vary between repeats; the ratios compare "
             "measurements interleaved in the same minutes."
             if env["load_median"] > 0.5 * env["cpus"] else "The machine was otherwise quiet.")
@@ -396,6 +397,7 @@ def main() -> None:
     parser.add_argument("--concurrency-iters", type=int, default=300)
     parser.add_argument("--sections", default="training,evaluation,memory,concurrency")
     parser.add_argument("--workloads", default=",".join(f"{d}:{m}" for d, m, _ in WORKLOADS))
+    parser.add_argument("--note", default=None, help="a sentence on the run's conditions (other work on the machine), printed in the page")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--doc", type=Path, default=None, help="regenerate this page from benchmarks/PERFORMANCE.template.md")
     parser.add_argument("--from-json", type=Path, default=None, help="render --doc from an earlier --json; run nothing")
@@ -436,7 +438,9 @@ def measure_all(args) -> dict[str, Any]:
     import torch
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"command": " ".join(["python", *sys.argv])}
+    result: dict[str, Any] = {"command": shlex.join(["python", *sys.argv])}  # quoted: the page shows it verbatim
+    if args.note:
+        result["note"] = args.note
     sections = args.sections.split(",")
     for name, function in (("training", training_section), ("evaluation", evaluation_section),
                            ("memory", memory_section), ("concurrency", concurrency_section)):
