@@ -130,6 +130,10 @@ def train_cell(cell: tuple[str, str, str, int], name: str, summary_file: Path, a
     run_dir = Path(args.runs) / args.grid / name
     started = time.time()
     result = bamrec.train(flat, run_dir, overwrite=True, verbose=False)
+    if result.stopped.startswith("interrupted"):
+        # A stopped training has tested its best checkpoint so far: not a finished cell. Record
+        # nothing (a rerun trains the cell again) and stop the grid, as the signal asked.
+        raise SystemExit(f"{name}: {result.stopped}; no summary written")
     config = json.loads((run_dir / "config.json").read_text())["config"]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     summary = {
