@@ -134,9 +134,11 @@ class ComiRecSA(MultiInterestBackbone):
         each of 1,024 users) this replaces most of the forward's FLOPs by a gather. Exact up to float
         rounding. Not used in training: there the gather's backward costs more than it saves.
         """
-        table = self._item_table()  # [N + 1, 4D]
-        position = self.position_embedding[0, : items.shape[1]] @ self.linear1[0].weight.T  # [L, 4D]
-        return table[items] + position  # [B, L, 4D]
+        return self._item_table()[items] + self._position_projection(items.shape[1])  # [B, L, 4D]
+
+    def _position_projection(self, length: int) -> torch.Tensor:
+        """``P[:length] W1^T`` ``[L, 4D]``: the position half of ``W1 (E + P)``."""
+        return self.position_embedding[0, :length] @ self.linear1[0].weight.T
 
     def _valid_logits_streamed(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Attention logits of the valid positions ``[P, K]`` at inference on CPU, shifted by a
@@ -209,7 +211,7 @@ class ComiRecSA(MultiInterestBackbone):
         cached like the item table (same key, plus the position weights and ``length``)."""
         key = (self._table_key(self.embeddings.weight, self.linear1[0].weight, self.position_embedding), length)
         if self._streamed_cache is None or self._streamed_cache[0] != key:
-            position = self.position_embedding[0, :length] @ self.linear1[0].weight.T  # [L, 4D]
+            position = self._position_projection(length)  # [L, 4D]
             self._streamed_cache = (key, (2.0 * torch.cat((self._item_table(), position))).detach())
         return self._streamed_cache[1]
 
