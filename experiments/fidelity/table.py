@@ -4,6 +4,11 @@
     python experiments/fidelity/table.py            # print the tables
     python experiments/fidelity/table.py --write    # replace them in docs/fidelity.md (between markers)
 
+The ml-100k grid comes from grid.py's summaries (results/ml-100k/*.json). The ML-1M comparison comes
+from the experiment runner's aggregate of experiments/fidelity/ml-1m.toml (ml-1m/results.json,
+written by ``bamrec experiment``): mean [95% t-interval] over seeds, and the paired comparison of
+the original recipe against the defaults (paired t-test over seeds; per-user bootstrap on one seed).
+
 Per (model, scheme, variant): mean ± sample std over the seeds present (n), of test recall@20 and
 nDCG@20 under the standard protocol and recall@20 under the reference protocol, and the mean best
 iteration, and the largest share of training examples one interest received in the last 500
@@ -95,6 +100,39 @@ def variant_effect_table(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}%"
+
+
+def ci(stat: dict) -> str:
+    if stat.get("mean") is None:
+        return "-"
+    if stat.get("ci_low") is None or stat.get("n", 0) < 2:
+        return f"{stat['mean']:.4f}"
+    return f"{stat['mean']:.4f} [{stat['ci_low']:.4f}, {stat['ci_high']:.4f}]"
+
+
+def runner_tables(results: dict, name: str) -> dict[str, str]:
+    """Configurations and paired comparisons from a runner aggregate (``results.json``)."""
+    rows = ["| configuration | seeds | recall@20 | nDCG@20 | recall@20 (ref.) | best iter |", "|---|---|---|---|---|---|"]
+    for c in results["configurations"]:
+        m = c["metrics"]
+        rows.append(f"| {c['label']} | {len(c['seeds'])} | {ci(m['standard']['recall@20'])} | "
+                    f"{ci(m['standard']['ndcg@20'])} | {ci(m['reference']['recall@20'])} | {c['best_iter']['mean']:.0f} |")
+    comp = ["| configuration | against | protocol | seeds | Δ recall@20 | relative | t-test p | bootstrap Δ [95%] (seed) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in results["comparisons"]:
+        if c["metric"] != "recall@20":
+            continue
+        o, b = c["over_seeds"], c.get("bootstrap") or {}
+        boot = (f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}] ({b['seed']})" if b else "-")
+        p = "-" if o.get("t_pvalue") is None else f"{o['t_pvalue']:.2g}"
+        comp.append(f"| {c['configuration']} | {c['baseline']} | {c['protocol']} | {o['n']} | {o['diff']:+.4f} | "
+                    f"{pct(o.get('relative_gain'))} | {p} | {boot} |")
+    done = f"{results['cells_done']} of {results['cells_total']} cells finished."
+    return {f"{name}:configurations": done + "\n\n" + "\n".join(rows), f"{name}:comparisons": "\n".join(comp)}
+
+
 def tables(grid: str) -> dict[str, str]:
     cells = load(grid)
     return {f"{grid}:cells": cell_table(cells), f"{grid}:variants": variant_effect_table(cells),
@@ -115,13 +153,16 @@ def write(doc: Path, blocks: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grids", default="ml-100k,ml-1m")
+    p.add_argument("--grids", default="ml-100k")
     p.add_argument("--write", action="store_true", help=f"replace the tables in {DOC}")
     args = p.parse_args(argv)
     blocks: dict[str, str] = {}
     for grid in args.grids.split(","):
         if (HERE / "results" / grid).is_dir():
             blocks.update(tables(grid))
+    runner = HERE / "ml-1m" / "results.json"
+    if runner.is_file():
+        blocks.update(runner_tables(json.loads(runner.read_text()), "ml-1m"))
     if args.write:
         write(DOC, blocks)
     else:
