@@ -85,6 +85,15 @@ def test_resume_refuses_changed_model(data_dir, tmp_path):
         bamrec.train(config(data_dir, hidden_size=16), tmp_path / "run", resume=True, verbose=False)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_resume_of_a_damaged_resume_state_is_one_clear_error(data_dir, tmp_path, damage):
+    bamrec.train(config(data_dir, max_iters=20), tmp_path / "run", verbose=False)
+    state = tmp_path / "run" / "last.ckpt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2] if damage == "truncated" else b"")
+    with pytest.raises(RunDirError, match=r"last\.ckpt is damaged or incomplete .*--overwrite"):
+        bamrec.train(config(data_dir, max_iters=40), tmp_path / "run", resume=True, verbose=False)
+
+
 def test_load_run_reproduces_the_summary_and_recommends(data_dir, tmp_path):
     result = bamrec.train(config(data_dir), tmp_path / "run", verbose=False)
     run = load_run(result.run_dir)

@@ -28,6 +28,7 @@ saved run (only :data:`MAY_CHANGE_ON_RESUME` may change).
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,14 @@ def save(out: Path, state: ResumeState) -> None:
 
 
 def load(out: Path) -> ResumeState:
-    """Read ``out/last.ckpt`` (tensors on the CPU)."""
-    payload = torch.load(out / ckpt.RESUME_FILE, map_location="cpu", weights_only=False)
-    return ResumeState.from_payload(payload)
+    """Read ``out/last.ckpt`` (tensors on the CPU); a damaged or truncated file is a RunDirError."""
+    try:
+        payload = torch.load(out / ckpt.RESUME_FILE, map_location="cpu", weights_only=False)
+        return ResumeState.from_payload(payload)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError, TypeError, AttributeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]  # torch's first sentence
+        raise RunDirError(f"cannot resume {out}: {ckpt.RESUME_FILE} is damaged or incomplete ({reason}); "
+                          "train again with --overwrite") from None
 
 
 def check_resumable(out: Path, config: RunConfig, dataset_info: dict[str, Any]) -> None:
