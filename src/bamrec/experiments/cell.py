@@ -137,9 +137,9 @@ def run_cell(job: dict[str, Any]) -> int:
 
     from bamrec.api import load_run, train
     from bamrec.config import run_config_from_flat
+    from bamrec.devices import resolve_device
     from bamrec.models import resolve_presets
     from bamrec.training import checkpoint as ckpt
-    from bamrec.training.trainer import resolve_device
 
     threads = int(job.get("threads") or 1)
     torch.set_num_threads(threads)

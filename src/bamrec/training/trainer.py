@@ -38,6 +38,7 @@ from bamrec.config import RunConfig
 from bamrec.data.sampling import TrainSampler
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import LeaveOneOut
+from bamrec.devices import resolve_device  # re-exported: the one device check (mps, cuda:N range)
 from bamrec.errors import BamrecError
 from bamrec.evaluation.model_eval import evaluate_model, evaluate_model_result
 from bamrec.models import build_backbone, resolve_presets
@@ -92,16 +93,6 @@ class TrainResult:
     test: dict[str, Any]
     main_process: bool = True  # False on the other ranks of a DDP run (they write nothing)
     interrupt_signal: int | None = None  # the signal (SIGINT, SIGTERM) that stopped training, if one did
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA request is an error, not a silent CPU run."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BamrecError(f"--device {name} requested but CUDA is not available here; use --device cpu")
-    return device
 
 
 @dataclass(frozen=True)
