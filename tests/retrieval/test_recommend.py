@@ -133,3 +133,26 @@ def test_recommend_excludes_history_and_uses_window():
     assert ids.tolist() == [[6, 1]]
     with pytest.raises(DataError, match="user ids"):
         recommend(interest_fn, EMB, dataset, np.array([3]), 2, seq_len=3)
+
+
+def test_exact_searcher_checks_the_item_table_once_not_per_request(monkeypatch):
+    import importlib
+
+    from bamrec.errors import BamrecError
+    from bamrec.retrieval.service import ExactSearch
+
+    recommend_module = importlib.import_module("bamrec.retrieval.recommend")  # the module, not the function
+
+    broken = EMB.clone()
+    broken[3, 1] = float("nan")
+    with pytest.raises(BamrecError, match="item embeddings contain NaN"):
+        ExactSearch(broken)  # refused when the service is built
+    searcher = ExactSearch(EMB, item_chunk_size=3)
+    checked: list[str] = []
+    real = recommend_module.check_finite
+    monkeypatch.setattr(recommend_module, "check_finite", lambda name, t: (checked.append(name), real(name, t)))
+    rows, scores, index = searcher.search(_two_users().numpy(), 4)
+    assert rows.tolist() == [[6, 1, 2, 3]] * 2 and scores.tolist() == [[4.0, 3.0, 2.0, 2.0]] * 2
+    assert checked == ["interests"]  # the request's queries, not the whole item table again
+    with pytest.raises(BamrecError, match="interests contain NaN"):
+        searcher.search(np.full((1, 2, 2), np.nan, dtype=np.float32), 2)

@@ -88,6 +88,7 @@ def topk_items(
     k: int,
     exclude: Exclude = None,
     item_chunk_size: int = 16384,
+    check_items: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``k`` best items per user under ``max_k m_k . e_i``, best first.
 
@@ -95,7 +96,9 @@ def topk_items(
     ``exclude``: None, a Csr ``(offsets [B + 1], ids [nnz])`` or a list of ``B`` per-user id arrays of
     items never to return. Returns ``(item_ids [B, k] int64, scores [B, k], interest_index [B, k]
     int64)``; ``interest_index`` is the interest giving the score (lowest k on ties). Places beyond a
-    user's rankable items hold id -1, score -inf, interest -1.
+    user's rankable items hold id -1, score -inf, interest -1. ``check_items=False`` skips the
+    finiteness check of the item table (a pass over all of it) for a caller that checked it once,
+    as a long-lived searcher does.
     """
     check_shapes(interests, item_embeddings)
     chunk = check_positive("item_chunk_size", item_chunk_size)
@@ -105,7 +108,8 @@ def topk_items(
         raise ConfigError(f"k={k} is larger than the catalogue ({num_rows - 1} items); ask for at most {num_rows - 1}")
     interests = interests.to(device=device, dtype=item_embeddings.dtype)
     check_finite("interests", interests)
-    check_finite("item embeddings", item_embeddings)
+    if check_items:
+        check_finite("item embeddings", item_embeddings)
     csr = as_csr(exclude, batch, device)
     empty = torch.zeros(0, dtype=torch.int64, device=device)
     rows, ids = csr_pairs(csr, batch, num_rows) if csr is not None else (empty, empty)

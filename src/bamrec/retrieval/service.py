@@ -79,15 +79,19 @@ class ExactSearch:
     kind = "exact"
 
     def __init__(self, item_embeddings: torch.Tensor, item_chunk_size: int = 16384) -> None:
+        from bamrec.evaluation.ranking import check_finite
+
         self.item_embeddings = item_embeddings.detach()
         self.item_chunk_size = item_chunk_size
+        # Once here, not on every request: the check is a pass over the whole item table.
+        check_finite("item embeddings", self.item_embeddings)
 
     def search(self, interests: Any, k: int, exclude: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from bamrec.retrieval.recommend import topk_items
 
         queries = torch.as_tensor(interests).to(self.item_embeddings.dtype)
         rows, scores, interest = topk_items(queries, self.item_embeddings, k, exclude=exclude,
-                                            item_chunk_size=self.item_chunk_size)
+                                            item_chunk_size=self.item_chunk_size, check_items=False)
         return rows.cpu().numpy(), scores.cpu().float().numpy(), interest.cpu().numpy()
 
 
