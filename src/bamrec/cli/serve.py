@@ -10,7 +10,6 @@ from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
 from bamrec.cli.train import DEVICE
 from bamrec.devices import DEVICE_FORM
-from bamrec.errors import ConfigError
 
 
 def _port(text: str) -> int:
@@ -61,8 +60,6 @@ def _serve(args: argparse.Namespace) -> int:
     from bamrec.api import load_run_or_export
     from bamrec.serve.app import create_app, serve
 
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
     run, index = load_run_or_export(args.target, device=args.device)
     retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     limits = {"max_k": args.max_k, "max_history": args.max_history, "max_batch": args.max_batch}
