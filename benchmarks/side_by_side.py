@@ -347,6 +347,12 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def ratio_at_bound(mode: dict[str, Any]) -> float | None:
+    """The ratio a step doing the same FLOPs at the matmul's rate would reach: ratio / fraction."""
+    ratio, fraction = mode.get("ratio"), mode.get("fraction_of_matmul")
+    return ratio / fraction if ratio and fraction else None
+
+
 def render(result: dict[str, Any]) -> dict[str, str]:
     """Markdown tables of a result, by section name."""
     out = {}
@@ -356,10 +362,11 @@ def render(result: dict[str, Any]) -> dict[str, str]:
             L = r["seq_len"]
             rows.append([f"{r['dataset']} {r['model']} L={L}", r["scheme"], r["original_its"], r["shared"]["its"],
                          r["shared"]["ratio"], r["per-example"]["its"], r["per-example"]["ratio"],
-                         r["shared"]["fraction_of_matmul"], r["per-example"]["fraction_of_matmul"], r["load"]])
+                         r["shared"]["fraction_of_matmul"], r["per-example"]["fraction_of_matmul"],
+                         ratio_at_bound(r["shared"]), r["load"]])
         out["training"] = table(["workload", "scheme", "original it/s", "bamrec it/s (shared)", "ratio",
                                  "bamrec it/s (per-example)", "ratio", "of matmul bound (shared)",
-                                 "of matmul bound (per-example)", "load"], rows)
+                                 "of matmul bound (per-example)", "ratio at the bound (shared)", "load"], rows)
     if result.get("evaluation"):
         rows = [[r["protocol"], r["original_loop_s"], r["net_s"], r["ratio"], r["cpu_s"], r["imports_s"],
                  r["process_wall_s"], r.get("ranking_bound_s"), r.get("ratio_at_bound"),
