@@ -116,6 +116,8 @@ def runner_tables(results: dict, name: str) -> dict[str, str]:
     """Configurations and paired comparisons from a runner aggregate (``results.json``)."""
     rows = ["| configuration | seeds | recall@20 | nDCG@20 | recall@20 (ref.) | best iter |", "|---|---|---|---|---|---|"]
     for c in results["configurations"]:
+        if not c["seeds"]:
+            continue  # not run yet (the header counts the finished cells)
         m = c["metrics"]
         rows.append(f"| {c['label']} | {len(c['seeds'])} | {ci(m['standard']['recall@20'])} | "
                     f"{ci(m['standard']['ndcg@20'])} | {ci(m['reference']['recall@20'])} | {c['best_iter']['mean']:.0f} |")
