@@ -124,8 +124,8 @@ def runner_tables(results: dict, name: str) -> dict[str, str]:
     comp = ["| configuration | against | protocol | seeds | Δ recall@20 | relative | t-test p | bootstrap Δ [95%] (seed) |",
             "|---|---|---|---|---|---|---|---|"]
     for c in results["comparisons"]:
-        if c["metric"] != "recall@20":
-            continue
+        if c["metric"] != "recall@20" or not c["over_seeds"].get("n"):
+            continue  # another metric, or no paired seed yet
         o, b = c["over_seeds"], c.get("bootstrap") or {}
         boot = (f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}] ({b['seed']})" if b else "-")
         p = "-" if o.get("t_pvalue") is None else f"{o['t_pvalue']:.2g}"
