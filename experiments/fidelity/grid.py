@@ -6,7 +6,9 @@ writes one small JSON summary per cell under experiments/fidelity/results/<grid>
 run directories go to --runs, outside the repository). A cell is (model, scheme, variant, seed):
 
 - scheme ``hard``: hard selection; ``bamp-multi``: BaM_p + multi-interest loss;
-- variant ``bamrec``: our defaults; ``original``: ``recipe=original``; ``+<option>``: our defaults
+- variant ``bamrec``: our defaults as they were when the grid ran (MIND routing_norm = "valid", pinned
+  here; the default is now "interests", which the grid measured as ``+routing_norm=interests``);
+  ``original``: ``recipe=original``; ``+<option>``: those defaults
   with that one option set to the original's value (bamrec.compat.recipe.ORIGINAL).
 
 Every cell trains with the same budget (--max-iters, --eval-every; see docs/fidelity.md) and is
@@ -72,6 +74,10 @@ def cell_name(model: str, scheme: str, variant: str, seed: int) -> str:
 def cell_config(model: str, scheme: str, variant: str, seed: int, args: argparse.Namespace) -> dict:
     flat = {"data": args.data, "model": model, "seq_len": args.seq_len, "seed": seed, "max_iters": args.max_iters,
             "eval_every": args.eval_every, "progress": False, "device": "cpu", **SCHEMES[scheme]}
+    if model == "mind" and variant != "original":
+        # The defaults these cells measured: MIND's routing_norm was "valid" until the measurements
+        # made B2I ("interests") the default, so it is pinned for the committed cells to reproduce.
+        flat["routing_norm"] = "valid"
     if variant == "original":
         flat["recipe"] = "original"
     elif variant.startswith("+"):

@@ -44,7 +44,7 @@ class ModelConfig:
     num_blocks: int = 2  # transformer blocks (SASRec)
     num_heads: int = 1  # attention heads (SASRec)
     dropout: float = 0.2  # dropout rate (SASRec)
-    routing_norm: str = "valid"  # MIND coupling softmax: over "valid" positions, all L then zero padding ("padded", original), or over "interests" (paper B2I)
+    routing_norm: str = "interests"  # MIND coupling softmax: over "interests" (paper B2I; measured best), "valid" positions, or all L then zero padding ("padded", original)
     routing_eval: str = "fixed"  # MIND routing start at evaluation: a "fixed" seeded draw, or "random" at every forward (original)
 
 

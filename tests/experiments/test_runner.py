@@ -184,3 +184,28 @@ def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):
     # the trainer had written summary.json (stopped: interrupted) on SIGTERM: resumed, not taken as done
     assert record["resumed"] is True and record["stopped"] == "patience"
     assert [r["iter"] for r in ckpt.read_jsonl(metrics)] == [200, 400, 600]  # continued, not restarted
+
+
+def test_baselines_are_matched_on_the_recorded_config_not_on_todays_defaults():
+    from bamrec.config import RunConfig, to_dict
+    from bamrec.experiments.aggregate import as_run_options
+
+    def ran(options: dict, **recorded: str) -> dict:
+        """A configuration whose cell ran with ``recorded`` model options (a default since changed)."""
+        config = to_dict(RunConfig(data=options["data"]))
+        config["model"].update(model=options["model"], **recorded)
+        return {"options": options, "_records": [{"config": config}]}
+
+    defaults = ran({"data": "a", "model": "mind"}, routing_norm="valid")  # ran before B2I became the default
+    b2i = ran({"data": "a", "model": "mind", "routing_norm": "interests"}, routing_norm="interests")
+    spec = {"routing_norm": "valid"}
+    options = [as_run_options(g) for g in (defaults, b2i)]
+    assert options[0]["routing_norm"] == "valid" and options[1]["routing_norm"] == "interests"
+    assert find_baseline(options[1], options, spec, resolved=True) == 0  # compared with what ran as the defaults
+    # Matching on today's defaults instead would take both for the same configuration (no baseline):
+    assert find_baseline(b2i["options"], [defaults["options"], b2i["options"]], spec) is None
+    # A recorded option that today's checks refuse for this model (routing on REMI) is not re-checked:
+    remi = as_run_options(ran({"data": "a", "model": "remi"}, routing_norm="valid"))
+    assert find_baseline(remi, [remi, options[0]], {"negatives": "shared", "for": {"model": "remi"}},
+                         resolved=True) is None  # REMI is its own baseline, no error
+    assert as_run_options({"options": {"data": "a", "seed": 3}, "_records": []})["routing_norm"] == "interests"

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bamrec.config import run_config_from_flat, to_dict
+from bamrec.errors import ConfigError
 from bamrec.experiments.cell import PROTOCOLS, cell_file, ranks_file
 from bamrec.experiments.spec import Cell, Experiment
 from bamrec.experiments.stats import paired_bootstrap, paired_over_seeds, summarize
@@ -37,27 +38,32 @@ def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _matches(options: dict[str, Any], spec: dict[str, Any]) -> bool:
-    wanted = effective_options({**{k: v for k, v in options.items() if k != "seed"}})
-    probe = effective_options(dict(spec))
+def _matches(options: dict[str, Any], spec: dict[str, Any], resolved: bool = False) -> bool:
+    wanted = options if resolved else effective_options({k: v for k, v in options.items() if k != "seed"})
+    try:  # the spec's values as this configuration's model resolves them (presets are per model)
+        probe = effective_options({"model": wanted["model"], **spec})
+    except ConfigError:
+        return False  # the spec sets an option this model does not take (MIND routing on REMI)
     return all(wanted.get(k) == probe.get(k) for k in spec)
 
 
-def find_baseline(config: dict[str, Any], others: Sequence[dict[str, Any]], spec: dict[str, Any]) -> int | None:
+def find_baseline(config: dict[str, Any], others: Sequence[dict[str, Any]], spec: dict[str, Any],
+                  resolved: bool = False) -> int | None:
     """Index in ``others`` of ``config``'s baseline under ``spec``: a configuration matching ``spec``
     on the same data that differs from ``config`` in the fewest options; None when ``config`` is
     itself a baseline or has none. A ``for`` table in ``spec`` limits it to the configurations
-    matching that table (None for the others)."""
+    matching that table (None for the others). ``resolved``: ``config`` and ``others`` are already
+    complete effective options (``as_run_options``), used as they are."""
     spec = dict(spec)
     scope = spec.pop("for", None)
-    if _matches(config, spec) or (scope is not None and not _matches(config, dict(scope))):
+    if _matches(config, spec, resolved) or (scope is not None and not _matches(config, dict(scope), resolved)):
         return None
-    mine = effective_options(config)
+    mine = config if resolved else effective_options(config)
     best, best_diff = None, math.inf
     for i, other in enumerate(others):
-        if not _matches(other, spec):
+        if not _matches(other, spec, resolved):
             continue
-        theirs = effective_options(other)
+        theirs = other if resolved else effective_options(other)
         if theirs["data"] != mine["data"]:
             continue
         diff = sum(mine.get(k) != theirs.get(k) for k in set(mine) | set(theirs))
@@ -140,12 +146,29 @@ def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
     return result
 
 
+def as_run_options(group: dict[str, Any]) -> dict[str, Any]:
+    """A configuration's effective options as its cells ran them: the resolved config recorded in
+    its first cell, flat and complete, so that baselines are matched on what ran, not on today's
+    defaults (a default changed after the cells ran would otherwise re-label them). Today's
+    resolution of the experiment file's options when no cell has finished."""
+    records = group.get("_records") or []
+    if not records or "config" not in records[0]:
+        return effective_options({k: v for k, v in group["options"].items() if k != "seed"})
+    config = records[0]["config"]
+    flat: dict[str, Any] = {"data": group["options"].get("data", config.get("data"))}
+    for section in ("model", "train", "eval"):
+        flat.update(config.get(section, {}))
+    for key in ("seed", "device", "progress"):
+        flat.pop(key, None)
+    return flat
+
+
 def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], cells_dir: Path) -> list[dict[str, Any]]:
     out = []
-    options = [g["options"] for g in configurations]
+    options = [as_run_options(g) for g in configurations]
     for spec in experiment.baselines:
-        for g in configurations:
-            b = find_baseline(g["options"], options, spec)
+        for g, mine_options in zip(configurations, options):
+            b = find_baseline(mine_options, options, spec, resolved=True)
             if b is None:
                 continue
             base = configurations[b]

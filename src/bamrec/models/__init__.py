@@ -86,11 +86,12 @@ def resolve_presets(config: RunConfig) -> RunConfig:
     train = dataclasses.replace(train, **updates)
     if model.model in SINGLE_INTEREST_MODELS and model.num_interests != 1:
         model = dataclasses.replace(model, num_interests=1)
-    if model.model != "mind" and (model.routing_norm, model.routing_eval) != ("valid", "fixed") \
+    routing_defaults = (ModelConfig.routing_norm, ModelConfig.routing_eval)
+    if model.model != "mind" and (model.routing_norm, model.routing_eval) != routing_defaults \
             and config.train.recipe == "bamrec":
         raise ConfigError(
             f"routing_norm / routing_eval are options of MIND; model {model.model!r} does not use them: "
-            "leave them at their defaults (valid, fixed)"
+            f"leave them at their defaults ({', '.join(routing_defaults)})"
         )
     if train.remi_lambda > 0 and model.model not in ATTENTION_MODELS:
         raise ConfigError(
