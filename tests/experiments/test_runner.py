@@ -209,3 +209,8 @@ def test_baselines_are_matched_on_the_recorded_config_not_on_todays_defaults():
     assert find_baseline(remi, [remi, options[0]], {"negatives": "shared", "for": {"model": "remi"}},
                          resolved=True) is None  # REMI is its own baseline, no error
     assert as_run_options({"options": {"data": "a", "seed": 3}, "_records": []})["routing_norm"] == "interests"
+    # A cell recorded before an option existed: the option takes today's default, not a difference.
+    old = ran({"data": "a", "model": "mind"}, routing_norm="valid")
+    del old["_records"][0]["config"]["train"]["negatives"]
+    assert as_run_options(old)["negatives"] == "shared"
+    assert find_baseline(options[1], [as_run_options(old), options[1]], spec, resolved=True) == 0

@@ -151,15 +151,14 @@ def as_run_options(group: dict[str, Any]) -> dict[str, Any]:
     its first cell, flat and complete, so that baselines are matched on what ran, not on today's
     defaults (a default changed after the cells ran would otherwise re-label them). Today's
     resolution of the experiment file's options when no cell has finished."""
+    # Options that did not exist yet when a cell ran take today's resolution (new options are added
+    # with the behaviour that ran before as their default), so they do not count as differences.
+    flat = effective_options({k: v for k, v in group["options"].items() if k != "seed"})
     records = group.get("_records") or []
-    if not records or "config" not in records[0]:
-        return effective_options({k: v for k, v in group["options"].items() if k != "seed"})
-    config = records[0]["config"]
-    flat: dict[str, Any] = {"data": group["options"].get("data", config.get("data"))}
-    for section in ("model", "train", "eval"):
-        flat.update(config.get(section, {}))
-    for key in ("seed", "device", "progress"):
-        flat.pop(key, None)
+    if records and "config" in records[0]:
+        config = records[0]["config"]
+        for section in ("model", "train", "eval"):
+            flat.update({k: v for k, v in config.get(section, {}).items() if k not in ("seed", "device", "progress")})
     return flat
 
 
