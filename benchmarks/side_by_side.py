@@ -420,7 +420,9 @@ def write_doc(result: dict[str, Any], template: Path, doc: Path) -> None:
     busy = ("The machine was busy: other processes ran beside the benchmark (see the note), so absolute "
             "figures are lower than on a quiet machine and vary between repeats; the ratios compare "
             "measurements interleaved in the same minutes."
-            if env["load_median"] > 0.5 * env["cpus"] else "The machine was otherwise quiet.")
+            # The benchmark's own measurements run `threads` threads, so a load up to about that is its own.
+            if env["load_median"] > env["threads"] + 0.5 else
+            "The machine was otherwise quiet: the load average is the benchmark's own measurements.")
     if result.get("note"):
         busy += f" Note: {result['note']}."
     values = {"cpu": env["cpu_model"], "date": env["date"], "cpus": str(env["cpus"]), "torch": env["torch"],
