@@ -40,7 +40,14 @@ def test_page_has_no_unfilled_placeholder(tmp_path):
     module.write_doc(_result(), BENCHMARKS / "PERFORMANCE.template.md", doc)
     text = doc.read_text()
     assert "{{" not in text and "Test CPU" in text
-    assert "The machine was busy" in text  # median load 1.5 on 2 CPUs
+    # Median load 1.5 with 2 measuring threads is the benchmark's own; 3.4 is other work beside it.
+    assert "The machine was otherwise quiet" in text and "The machine was busy" not in text
+    busy = _result()
+    busy["environment"]["load_median"] = 3.4
+    module.write_doc(busy, BENCHMARKS / "PERFORMANCE.template.md", doc)
+    assert "The machine was busy" in doc.read_text()
+    module.write_doc(_result(), BENCHMARKS / "PERFORMANCE.template.md", doc)
+    text = doc.read_text()
     assert "Met for 1 of 2; short: ml-1m mind hard (per-example) 10.0x (50% of the target)" in text
     assert "standard: 40.0x (met)" in text
     assert "pair: 30% of solo (not met)" in text
