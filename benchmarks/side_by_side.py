@@ -41,8 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -222,12 +220,10 @@ print(json.dumps({"bound_s": best, "gflop": 2e-9 * users * k * d * (n + 1)}))
 
 
 def ranking_bound(args, run: Path) -> dict[str, Any]:
-    config = json.loads((run / "config.json").read_text())["config"]
-    prepared = args.prepared / "ml-1m"
-    users = len(np.load(prepared / "user_ids.npy", allow_pickle=True))
-    items = len(np.load(prepared / "item_ids.npy", allow_pickle=True))
-    shape = [users, config["model"]["num_interests"], config["model"]["hidden_size"], items,
-             config["eval"]["user_batch_size"]]
+    record = json.loads((run / "config.json").read_text())  # the run records its dataset's sizes
+    config, dataset = record["config"], record["dataset"]
+    shape = [dataset["num_users"], config["model"]["num_interests"], config["model"]["hidden_size"],
+             dataset["num_items"], config["eval"]["user_batch_size"]]
     return run_json([sys.executable, "-c", RANKING_BOUND_PROBE, *map(str, shape)], child_env(args.threads))
 
 

@@ -30,9 +30,15 @@ def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     from bamrec.models import resolve_presets  # the run sees its presets (remi_beta None -> 0.01 / 0)
 
     config = to_dict(resolve_presets(run_config_from_flat(options)))
-    flat: dict[str, Any] = {"data": config["data"]}
+    return {"data": config["data"], **_flat_sections(config)}
+
+
+def _flat_sections(config: dict[str, Any]) -> dict[str, Any]:
+    """The model, train and eval options of a config dict in one flat dict, without the options that
+    do not define a configuration (seed, device, progress)."""
+    flat: dict[str, Any] = {}
     for section in ("model", "train", "eval"):
-        flat.update(config[section])
+        flat.update(config.get(section, {}))
     for key in ("seed", "device", "progress"):
         flat.pop(key, None)
     return flat
@@ -156,9 +162,7 @@ def as_run_options(group: dict[str, Any]) -> dict[str, Any]:
     flat = effective_options({k: v for k, v in group["options"].items() if k != "seed"})
     records = group.get("_records") or []
     if records and "config" in records[0]:
-        config = records[0]["config"]
-        for section in ("model", "train", "eval"):
-            flat.update({k: v for k, v in config.get(section, {}).items() if k not in ("seed", "device", "progress")})
+        flat.update(_flat_sections(records[0]["config"]))
     return flat
 
 
