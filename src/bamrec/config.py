@@ -22,6 +22,9 @@ MODELS = ("comirec-sa", "comirec-dr", "mind", "remi", "single", "sasrec")
 SELECTIONS = ("hard", "bam-p", "bam-l")
 LOSSES = ("sampled", "full")
 NEGATIVE_MODES = ("shared", "per-example")
+# Training targets per example: "one" next item after a sampled prefix (the multi-interest papers' way),
+# "all" the next item at every position of the window (SASRec's way), "auto" the model's preset.
+TARGETS = ("auto", "one", "all")
 BAM_L_GRADS = ("straight-through", "none")
 PROTOCOLS = ("standard", "reference")
 METRIC_KINDS = ("recall", "ndcg", "mrr")  # ranking metrics, named <kind>@<cutoff> (evaluation.metrics)
@@ -58,6 +61,7 @@ class TrainConfig:
     bam_l_grad: str = "straight-through"  # how BaM_l's projections train; "none" = original (never trained)
     multi_loss: bool = False  # add the multi-interest (logsumexp over interests) loss
     loss: str = "sampled"  # "sampled" softmax with uniform negatives, or "full" softmax
+    targets: str = "auto"  # one of TARGETS; "auto" = "all" for sasrec, "one" for the others (models.resolve_presets)
     num_negatives: int = 1280  # S, uniform negatives for the sampled softmax
     negatives: str = "shared"  # "shared" per batch, or "per-example" (the original's way)
     remove_accidental_hits: bool = False  # mask sampled negatives equal to the positive
@@ -108,6 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection": SELECTIONS,
     "loss": LOSSES,
     "negatives": NEGATIVE_MODES,
+    "targets": TARGETS,
     "bam_l_grad": BAM_L_GRADS,
     "protocol": PROTOCOLS,
     "valid_protocol": VALID_PROTOCOLS,

@@ -60,7 +60,7 @@ def test_remi_preset_keeps_user_values() -> None:
 
 
 def test_other_models_untouched() -> None:
-    cfg = run("comirec-sa", selection="hard", remi_beta=0.0, remi_lambda=0.0)
+    cfg = run("comirec-sa", selection="hard", remi_beta=0.0, remi_lambda=0.0, targets="one")
     assert resolve_presets(cfg) == cfg
     unset = resolve_presets(run("comirec-sa", selection="hard"))  # None: the preset, which is "off" here
     assert unset.train.remi_beta == 0.0 and unset.train.remi_lambda == 0.0

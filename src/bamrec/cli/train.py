@@ -34,6 +34,7 @@ CUTOFFS_FORM = "comma-separated positive integers like 10,20,50"
 _DEFAULT_HELP = {
     "remi_beta": "0.01 with --model remi, else 0 = off",
     "remi_lambda": "100 with --model remi and --selection hard, else 0 = off",
+    "targets": "all with --model sasrec (a next-item target at every position), else one",
 }
 
 

@@ -1,7 +1,7 @@
 """SASRec: self-attentive sequential recommendation, the single-interest baseline (K = 1).
 
 W.-C. Kang, J. McAuley. *Self-Attentive Sequential Recommendation.* ICDM 2018. Trained in bamrec
-with full-softmax cross entropy (``--loss full``), the strong variant of A. Klenitskiy, A. Vasilev,
+on every position with full-softmax cross entropy (``--loss full``), the strong variant of A. Klenitskiy, A. Vasilev,
 *Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?* RecSys 2023, or with the
 sampled softmax (``--loss sampled``):
 
@@ -20,9 +20,11 @@ Deviations:
   right-aligned; so position 0 is the oldest item of the window here, and the user vector is read at
   the last *valid* position (``mask.sum() - 1``), not at the last column. With the causal mask,
   padding after the last valid item cannot reach it.
-- Trained like every bamrec model: one target (the next item after a sampled prefix) per example,
-  not a loss at every position of the sequence; and with a softmax (full or sampled) instead of the
-  paper's binary cross entropy with one negative.
+- Trained as in the paper, with a next-item loss at every position of the window (``targets="all"``,
+  the preset for ``sasrec``; ``training.objective``), but with a softmax (full, or sampled with
+  shared negatives) instead of the paper's binary cross entropy with one negative: the full softmax
+  is Klenitskiy & Vasilev's SASRec+. ``targets="one"`` trains it like the multi-interest models
+  instead (one target after a sampled prefix per example).
 - Pre-LayerNorm blocks as in the paper's released code (the paper's equations put the LayerNorm
   after the residual); a final LayerNorm on the output, as there.
 - Weights start like the other backbones (Kaiming-normal matrices, zero vectors), LayerNorms at the

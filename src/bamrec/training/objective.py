@@ -10,6 +10,15 @@ loss on ``logsumexp_k m_k · e`` with the same negatives (Lee et al., IEEE BigDa
 and RR REMI's routing regularisation (Xie et al., RecSys 2023). REMI's interest-aware hard
 negatives (``remi_beta``) apply to both ``L_s`` and ``L_m``, as in BaM's code.
 
+With ``target [B, L]`` (``targets="all"``, a sequence model such as SASRec) the loss is instead the
+mean next-item cross entropy over every valid position ``l`` of the window, scored from the output
+``h_l`` that has seen positions ``<= l`` only (Kang & McAuley, ICDM 2018; full softmax as
+Klenitskiy & Vasilev, RecSys 2023):
+
+    L = mean over (b, l) with target_bl > 0 of  -log softmax(h_bl · E^T)[target_bl]
+
+(sampled: one set of ``num_negatives`` uniform negatives shared by every position of the batch).
+
 The forward pass has no host synchronisation (no ``.item()``), so the trainer can log lazily.
 """
 
@@ -97,7 +106,10 @@ class Objective(nn.Module):
         target: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> ObjectiveOutput:
-        """Loss of a batch: ``history [B, L]`` int64, ``mask [B, L]`` bool, ``target [B]`` int64 in 1..N."""
+        """Loss of a batch: ``history [B, L]`` int64, ``mask [B, L]`` bool, ``target [B]`` int64 in 1..N
+        (or ``[B, L]``, a target per position, 0 = none: see the module docstring)."""
+        if target.dim() == 2:
+            return self._all_positions(history, mask, target, generator)
         cfg = self.config
         interests = self.interests(history, mask, generator)  # [B, K, D]
         table = self.backbone.item_embeddings()  # [N + 1, D]
@@ -178,3 +190,41 @@ class Objective(nn.Module):
             return single, None
         scores = torch.matmul(interests, items.T).logsumexp(1)  # [B, N]
         return single, losses.full_softmax_loss(scores, target, cfg.remi_beta, cfg.ihn_detach).mean()
+
+    def _all_positions(
+        self, history: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None
+    ) -> ObjectiveOutput:
+        """The mean next-item loss over every position that has a target (``target [B, L]``, 0 = none)."""
+        states = self.backbone.sequence_states(history, mask)  # [B, L, D]
+        valid = target > 0  # [B, L]
+        queries = states[valid]  # [P, D], P valid positions of the batch
+        loss = position_losses(queries, target[valid], self.backbone.item_embeddings(), self.config,
+                               generator).mean()
+        batch = history.shape[0]
+        selected = torch.zeros(batch, dtype=torch.long, device=history.device)  # [B] the one interest
+        probs = torch.ones(batch, 1, device=history.device)  # [B, 1]
+        return ObjectiveOutput(loss, {"selected": loss.detach()}, selected, probs)
+
+
+def position_losses(
+    queries: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, config: TrainConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Cross entropy of each position's output against its next item: ``queries [P, D]``, ``targets [P]``
+    in 1..N, ``table [N + 1, D]`` (row 0 padding) -> ``[P]``.
+
+    Full softmax over the catalogue (chunked once ``[P, N]`` would be large), or a sampled softmax
+    against ``num_negatives`` uniform negatives shared by all positions.
+    """
+    items = table[1:]  # [N, D] padding excluded
+    if config.loss == "full":
+        if queries.shape[0] * items.shape[0] <= FULL_SOFTMAX_CHUNK_ELEMENTS:
+            return losses.full_softmax_loss(queries @ items.T, targets, 0.0, True)  # [P]
+        chunk = max(FULL_SOFTMAX_CHUNK_ELEMENTS // max(queries.shape[0], 1), 1)
+        return losses.chunked_full_softmax_loss(queries.unsqueeze(1), items, targets, chunk)  # [P]
+    negatives = losses.sample_negatives(items.shape[0], config.num_negatives, "shared", queries.shape[0],
+                                        generator, queries.device)  # [S]
+    positive = (queries * table[targets]).sum(-1)  # [P]
+    negative = queries @ table[negatives].T  # [P, S]
+    valid = ~losses.accidental_hits(negatives, targets) if config.remove_accidental_hits else None  # [P, S]
+    return losses.sampled_softmax_loss(positive, negative, valid=valid)  # [P]

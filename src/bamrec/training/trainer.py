@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 
 from bamrec.config import RunConfig
-from bamrec.data.sampling import TrainSampler
+from bamrec.data.sampling import TrainSampler, WindowSampler
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import LeaveOneOut
 from bamrec.devices import resolve_device  # re-exported: the one device check (mps, cuda:N range)
@@ -177,7 +177,8 @@ def _train(
     backbone = build_backbone(config.model, dataset.num_items, seed=tc.seed)
     objective = Objective(backbone, tc, dataset.num_items, seed=tc.seed).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sampler = TrainSampler(split, config.model.seq_len, tc.batch_size, seed=tc.seed + 7919 * context.rank,
+    sampler_class = WindowSampler if tc.targets == "all" else TrainSampler
+    sampler = sampler_class(split, config.model.seq_len, tc.batch_size, seed=tc.seed + 7919 * context.rank,
                            device=device)
     selection_generator = torch.Generator(device=device)
     selection_generator.manual_seed(tc.seed + 1 + 7919 * context.rank)
@@ -224,7 +225,8 @@ def _train(
         log(
             f"training {config.model.model} ({config.model.num_interests} interests, d={config.model.hidden_size}, "
             f"L={config.model.seq_len}) with {tc.selection} selection"
-            f"{' + multi-interest loss' if tc.multi_loss else ''} on {dataset.num_users} users / "
+            f"{' + multi-interest loss' if tc.multi_loss else ''}"
+            f"{', a target at every position' if tc.targets == 'all' else ''} on {dataset.num_users} users / "
             f"{dataset.num_items} items, device {device}"
             + (f", {context.world_size} processes" if context.enabled else "")
         )
