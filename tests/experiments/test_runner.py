@@ -46,6 +46,16 @@ def test_run_skip_and_extend(tmp_path, data_dir, capsys):
     assert record["format"] == CELL_FORMAT and record["seed"] == 1 and record["iters"] == 40
     assert set(record["test"]) == {"standard", "reference"} and "recall@20" in record["test"]["reference"]
     assert record["dataset"]["checksum"] and record["machine"]["threads"] == 1 and record["commit"]
+    # the validation curve against wall time: one point per check, time increasing
+    curve = record["curve"]
+    assert curve["iter"] == [20, 40] and curve["time_s"][0] < curve["time_s"][1]
+    assert all(0 <= v <= 1 for v in curve["recall@10"] + curve["recall@20"])
+    assert record["early_stopping"] == {"eval_every": 20, "patience": 15, "max_iters": 40, "cap_bound": True}
+    far = record["far_targets"]
+    assert far["users"] == round(40 / 3) and set(far["recall"]) == {"standard", "reference"}
+    ranks = np.load(out / "cells" / record["ranks_file"])
+    assert far["recall"]["standard"]["recall@50"] >= far["recall"]["standard"]["recall@10"]
+    assert len(ranks["users"]) == 40
     run_dir = out / "runs" / record["cell"]
     assert (run_dir / "test_ranks.npz").is_file() and (run_dir / "model.safetensors").is_file()
     first_mtimes = {p.name: p.stat().st_mtime_ns for p in cells}

@@ -93,6 +93,40 @@ def compact_diagnostics(diagnostics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CURVE_METRICS = ("recall@10", "recall@20")  # the validation metrics a cell's curve keeps
+
+
+def validation_curve(run_dir: Path) -> dict[str, list]:
+    """The validation checks of a run as columns: ``iter``, ``time_s`` (training wall time since the
+    start, checks included) and each of ``CURVE_METRICS`` (None where a check did not compute it)."""
+    from bamrec.training import checkpoint as ckpt
+
+    lines = ckpt.read_jsonl(run_dir / ckpt.METRICS_FILE) if (run_dir / ckpt.METRICS_FILE).is_file() else []
+    curve: dict[str, list] = {"iter": [line.get("iter") for line in lines],
+                              "time_s": [line.get("time_s") for line in lines]}
+    for metric in CURVE_METRICS:
+        curve[metric] = [(line.get("valid") or {}).get(metric) for line in lines]
+    return curve
+
+
+def far_target_recall(config, users, ranks: dict[str, Any]) -> dict[str, Any]:
+    """Recall on the third of test users whose item is farthest from their history (``evaluation.far_targets``)."""
+    import numpy as np
+
+    from bamrec.data.sequences import SequenceDataset
+    from bamrec.data.split import LeaveOneOut
+    from bamrec.evaluation import far_targets
+
+    split = LeaveOneOut(SequenceDataset.load(config.data))
+    affinity_users, affinity = far_targets.history_affinity(split, config.model.seq_len)
+    far, cutoff = far_targets.far_users(affinity_users, affinity)
+    users = np.asarray(users, dtype=np.int64)
+    return {"share": far_targets.FAR_SHARE, "users": int(len(far)), "affinity_cutoff": round(cutoff, 6),
+            "recall": {protocol: far_targets.far_recall(np.asarray(r, dtype=np.int64), users, far,
+                                                         config.eval.cutoffs)
+                       for protocol, r in ranks.items()}}
+
+
 def _finished_training(run_dir: Path, config) -> bool:
     from bamrec.training import checkpoint as ckpt
 
@@ -203,7 +237,12 @@ def run_cell(job: dict[str, Any]) -> int:
         "wall_time_s": round(time.perf_counter() - started, 1),
         "resumed": resumed,
         "best_valid": summary.get("best_valid"),
+        "early_stopping": {"eval_every": config.train.eval_every, "patience": config.train.patience,
+                           "max_iters": config.train.max_iters,
+                           "cap_bound": summary.get("stopped") == "max_iters"},
+        "curve": validation_curve(run_dir),
         "test": tests,
+        "far_targets": far_target_recall(config, users, ranks),
         "diagnostics": compact_diagnostics(diagnostics),
         "dataset": {k: record["dataset"].get(k) for k in ("checksum", "num_users", "num_items")}
         | {"name": Path(str(options.get("data", ""))).name},
