@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -58,3 +59,69 @@ def test_python_snippet_does_not_collide_with_the_cli_run():
 @pytest.mark.parametrize("line", ["source .venv/bin/activate", ".venv/bin/bamrec"])
 def test_readme_says_where_bamrec_is(line):
     assert line in README
+
+
+DOCS = sorted((REPO / "docs").glob("*.md"))
+
+
+def _code_block_commands(text: str) -> list[str]:
+    """Every ``bamrec ...`` line of the fenced code blocks (``$ `` prompts dropped, ``\\`` joined)."""
+    commands = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("bamrec "):
+                commands.append(line)
+    return commands
+
+
+def _is_template(command: str) -> bool:
+    """A synopsis (``[--flag]``, ``a|b``, ``RUN``) rather than a command to paste."""
+    return bool(re.search(r"\.\.\.|\[|\||<|\b[A-Z][A-Z_]{2,}\b", command))
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", *DOCS], ids=lambda p: p.name)
+def test_commands_in_code_blocks_parse(page):
+    parser = build_parser()
+    commands = [c for c in _code_block_commands(page.read_text(encoding="utf-8")) if not _is_template(c)]
+    for command in commands:
+        args = parser.parse_args(shlex.split(command, comments=True)[1:])  # exits on a bad flag
+        assert callable(args.handler), command
+
+
+def test_pasteable_prepare_one_liners_have_out():
+    # Before: "Any log works: `bamrec data prepare FILE --format csv ...`" had no --out and failed pasted.
+    inline = re.findall(r"`(bamrec data prepare [^`]+)`", re.sub(r"```.*?```", "", README, flags=re.S))
+    assert inline
+    parser = build_parser()
+    for command in inline:
+        assert "--out" in command, command
+        parser.parse_args(shlex.split(command)[1:])
+
+
+def _written_paths(text: str) -> list[str]:
+    paths = []
+    for command in _code_block_commands(text):
+        argv = shlex.split(command, comments=True)
+        for flag in ("--out", "--tensorboard"):
+            if flag in argv:
+                paths.append(argv[argv.index(flag) + 1])
+    return paths
+
+
+def test_what_the_documented_commands_write_is_ignored_by_git():
+    """A fresh clone that follows the README and docs is left with a clean `git status`."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    pages = [REPO / "README.md", *DOCS]
+    paths = sorted({p for page in pages for p in _written_paths(page.read_text(encoding="utf-8"))
+                    if not Path(p).is_absolute() and not _is_template(p)})
+    assert "exports/ml1m" in paths and "recs.parquet" in paths
+    done = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"], input="\n".join(paths),
+                          capture_output=True, text=True)
+    ignored = set(done.stdout.split())
+    assert done.returncode in (0, 1), done.stderr
+    assert [p for p in paths if p not in ignored] == [], "add these to .gitignore"
+    demo_file = build_parser().parse_args(["demo"]).out + "/summary.json"  # `bamrec demo` with its default --out
+    assert demo_file in subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", demo_file],
+                                       capture_output=True, text=True).stdout

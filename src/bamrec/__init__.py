@@ -5,7 +5,8 @@ Balanced Interest Training", IEEE BigData 2024. Backbones: MIND (Li et al., CIKM
 ComiRec-DR (Cen et al., KDD 2020); training scheme REMI (Xie et al., RecSys 2023).
 
 Public API: ``bamrec.train(config, out)``, ``bamrec.load_run(path)`` (``run.evaluate(...)``,
-``run.recommend(...)``), ``bamrec.SequenceDataset``, ``bamrec.RunConfig``.
+``run.recommend(...)``), ``bamrec.SequenceDataset``, ``bamrec.RunConfig``, and
+``bamrec.set_threads(n)`` (CPU threads; call it before the others).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["train", "load_run", "Run", "Recommendation", "SequenceDataset", "RunConfig", "__version__"]
+__all__ = ["train", "load_run", "Run", "Recommendation", "SequenceDataset", "RunConfig", "set_threads",
+           "__version__"]
 
 _LAZY = {
     "train": "bamrec.api",
@@ -22,6 +24,7 @@ _LAZY = {
     "Recommendation": "bamrec.api",
     "SequenceDataset": "bamrec.data.sequences",
     "RunConfig": "bamrec.config",
+    "set_threads": "bamrec.threads",
 }
 
 

@@ -317,7 +317,9 @@ def test_corrupted_or_truncated_weights(capsys, user_dir, tmp_path):
 def test_evaluate_and_recommend_options(capsys, user_dir, tmp_path):
     run = str(user_dir / "run")
     roots = (user_dir,)
-    fails_cleanly(capsys, ["evaluate", str(tmp_path / "missing")], "not a bamrec run directory")
+    fails_cleanly(capsys, ["evaluate", str(tmp_path / "missing")], "does not exist")
+    (tmp_path / "empty").mkdir()
+    fails_cleanly(capsys, ["evaluate", str(tmp_path / "empty")], "not a bamrec run directory")
     fails_cleanly(capsys, ["evaluate", run, "--cutoffs", "0"], "argument --cutoffs", roots=roots)
     fails_cleanly(capsys, ["evaluate", run, "--device", "gpu"], "argument --device", roots=roots)
     fails_cleanly(capsys, ["recommend", run, "--user", "1", "-k", "0"], "argument -k", "a positive integer",
@@ -325,7 +327,7 @@ def test_evaluate_and_recommend_options(capsys, user_dir, tmp_path):
     fails_cleanly(capsys, ["recommend", run, "--user", "nobody"], "'nobody'", roots=roots)
     fails_cleanly(capsys, ["recommend", run, "--items", "999"], "unknown item id", roots=roots)
     fails_cleanly(capsys, ["report", run, "--cutoff", "0", "--out", str(tmp_path / "rep")], "argument --cutoff")
-    fails_cleanly(capsys, ["report", str(tmp_path / "missing")], "not found")
+    fails_cleanly(capsys, ["report", str(tmp_path / "missing")], "does not exist")
 
 
 def test_evaluate_labels_diagnostics_with_where_they_come_from(capsys, user_dir):

@@ -59,7 +59,7 @@ def test_user_mistakes_are_one_line_errors(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "argument --selection: invalid choice" in err and len(err.strip().splitlines()) == 1
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
-    assert "not a bamrec run directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_item_ids_stay_as_written_through_a_run(tmp_path, capsys):

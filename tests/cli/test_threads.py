@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bamrec.cli.threads import default_threads, resolve_threads
+from bamrec.threads import default_threads, resolve_threads
 from bamrec.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[2] / "src"

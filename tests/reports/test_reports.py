@@ -123,7 +123,7 @@ def test_remi_and_single_labels(tmp_path):
 
 
 def test_bad_run_dirs(tmp_path):
-    with pytest.raises(RunDirError, match="not found"):
+    with pytest.raises(RunDirError, match="does not exist"):
         load_runs([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirError, match="not a run directory"):

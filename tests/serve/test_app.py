@@ -135,6 +135,14 @@ def test_malformed_bodies_and_the_server_survives(server):
     assert server.get("/health").json()["status"] == "ok"
 
 
+def test_malformed_json_says_where_not_a_bare_offset(server):
+    # Before: "malformed request: 12: JSON decode error" (12 was pydantic's character offset).
+    answer = server.post("/recommend", content=b'{"user": 42,, }', headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == ("malformed request: the body is not valid JSON "
+                                      "(Expecting property name enclosed in double quotes at character 12)")
+
+
 def test_bamrec_serve_command_on_an_export(tiny_run, tmp_path):
     """The real command: `bamrec serve EXPORT --port P` in its own process, queried, then stopped."""
     export = tmp_path / "exp"

@@ -11,7 +11,7 @@ one place that does it:
 - a closed stdout (``bamrec data stats DIR | head``): quiet exit 141 (128 + SIGPIPE), as Unix tools do.
 
 ``main`` sets the process's threading (``--threads``, ``OMP_WAIT_POLICY=PASSIVE``; see
-``bamrec.cli.threads``) before a sub-command imports torch.
+``bamrec.threads``) before a sub-command imports torch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from bamrec.cli.threads import configure_threads
+from bamrec.threads import configure_threads
 from bamrec.errors import BamrecError
 
 # Modules under bamrec.cli that add sub-commands, in the order they appear in --help.

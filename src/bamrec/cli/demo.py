@@ -15,7 +15,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="hard selection vs BaM on planted-interest data (a few minutes on CPU)")
+    p = subparsers.add_parser(
+        "demo", help="hard selection vs BaM on planted-interest data (a few minutes on CPU)",
+        description="Generate planted-interest data (users with one dominant and three minor interests), train "
+                    "ComiRec-SA with hard selection, BaM_p and BaM_p + the multi-interest loss for the same budget, "
+                    "and write a comparison table, plots and the runs to --out.")
     p.add_argument("--out", default="bamrec-demo", help="output directory (default: bamrec-demo)")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer iterations (a smoke run)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo output")

@@ -8,7 +8,7 @@ from typing import Any
 
 from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
-from bamrec.cli.train import DEVICE
+from bamrec.cli.train import DEVICE, MAX_K
 from bamrec.devices import DEVICE_FORM
 
 
@@ -21,14 +21,22 @@ def _port(text: str) -> int:
 
 PORT = parse_with(_port, "a port number from 0 to 65535")
 
-_INDEX_FLAGS = (("hnsw_m", int), ("ef_construction", int), ("ef_search", int), ("nlist", int), ("nprobe", int))
+# name, help: the defaults are bamrec.retrieval.index.IndexParams's, spelled out so that --help does not
+# import torch and faiss (tests/cli check that the two agree).
+_INDEX_FLAGS = (
+    ("hnsw_m", "HNSW: graph links per node (default: 32)"),
+    ("ef_construction", "HNSW: candidate list size while building (default: 200)"),
+    ("ef_search", "HNSW: candidate list size while searching (default: 128)"),
+    ("nlist", "IVF: number of k-means cells (default: 4 * sqrt(items), at most items / 39)"),
+    ("nprobe", "IVF: cells searched per query (default: 16)"),
+)
 
 
 def _add_index_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("index build parameters (defaults: bamrec.retrieval.index.IndexParams)")
-    for name, kind in _INDEX_FLAGS:
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=POSITIVE_INT if kind is int else kind,
-                           default=None)
+    group = parser.add_argument_group("index build parameters (docs/serving.md)")
+    for name, help_text in _INDEX_FLAGS:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=POSITIVE_INT, default=None,
+                           metavar="N", help=help_text)
 
 
 def _index_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,15 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="HTTP candidate service over a run or an export",
                               description="Serve /recommend and /interests; see docs/serving.md.")
     p.add_argument("target", metavar="RUN_OR_EXPORT", help="run directory or export directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=PORT, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=PORT, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--retrieval", choices=("exact", "flat", "hnsw", "ivf"), default=None,
                    help="default: the export's index, exact for a run")
-    p.add_argument("--max-k", type=POSITIVE_INT, default=1000, help="largest k a request may ask for")
-    p.add_argument("--max-history", type=POSITIVE_INT, default=10_000, help="longest ad-hoc history")
-    p.add_argument("--max-batch", type=POSITIVE_INT, default=256, help="most queries in one batch request")
+    p.add_argument("--max-k", type=POSITIVE_INT, default=MAX_K,
+                   help=f"largest k a request may ask for (default: {MAX_K}; raise it for longer lists)")
+    p.add_argument("--max-history", type=POSITIVE_INT, default=10_000,
+                   help="longest ad-hoc history (default: 10000)")
+    p.add_argument("--max-batch", type=POSITIVE_INT, default=256,
+                   help="most queries in one batch request (default: 256)")
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+                   help="uvicorn's log level (default: warning)")
     add_threads_flag(p)
     p.set_defaults(handler=_serve)

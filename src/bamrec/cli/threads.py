@@ -1,31 +1,8 @@
-"""How many CPU threads a `bamrec` command uses, set by the entry point before torch is imported.
-
-PyTorch's CPU kernels run on an OpenMP thread pool, one thread per core by default, whose idle
-threads spin-wait for work. Next to another busy process that oversubscribes the cores: a step waits
-at every barrier for a thread the scheduler has parked, and training slowed down 10-60x on a 2-core
-machine (measurements in docs/PERFORMANCE.md, "Threads"). The entry point therefore sets, before
-the first ``import torch`` of the process:
-
-- the thread count: ``--threads N``, else ``$OMP_NUM_THREADS`` when the user set it, else one per
-  CPU this process may run on (``default_threads()``, what torch would pick itself);
-- ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep instead of spinning), unless the user set a policy.
-
-The library itself never touches threading at import; only ``bamrec.cli.main`` calls
-``configure_threads``. Under ``torchrun`` every worker goes through the same entry point
-(``python -m bamrec.cli``), and torchrun's own ``OMP_NUM_THREADS=1`` is respected.
-"""
+"""``--threads N`` on the sub-commands that run torch; the settings themselves are ``bamrec.threads``."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from typing import Mapping
-
-from bamrec.devices import available_cpus
-from bamrec.errors import ConfigError
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
@@ -42,47 +19,3 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
-
-
-def default_threads() -> int:
-    """One thread per CPU this process may run on (its affinity mask, so a ``taskset`` or cpuset counts).
-
-    With the passive wait policy this was the fastest setting measured, alone and beside busy
-    processes (docs/PERFORMANCE.md, "Threads"); the spinning wait policy is what collapsed.
-    """
-    return available_cpus()
-
-
-def resolve_threads(requested: int | None, environ: Mapping[str, str] = os.environ) -> int:
-    """The thread count a command uses: the flag, else a valid ``$OMP_NUM_THREADS``, else the default."""
-    if requested is not None:
-        return requested
-    text = environ.get("OMP_NUM_THREADS", "").strip()
-    if not text:
-        return default_threads()
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"OMP_NUM_THREADS must be a positive integer, got {text!r}")
-    return value
-
-
-def configure_threads(requested: int | None) -> int:
-    """Set the process's threading before torch loads; returns the thread count.
-
-    Called by the CLI entry point only: a library must not change the threading of the program
-    that imports it. When torch is loaded already (``main()`` called from a Python program), its
-    pool has read its settings: only an explicit ``--threads`` is applied then.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        if requested is not None:
-            torch.set_num_threads(requested)
-        return torch.get_num_threads()
-    threads = resolve_threads(requested)
-    for name in _THREAD_VARS:
-        os.environ[name] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return threads

@@ -29,6 +29,7 @@ from bamrec.devices import DEVICE_FORM, check_device_name
 from bamrec.errors import ConfigError
 
 _SKIP_FLAGS = {"cutoffs"}  # given as "10,20,50", handled by parse_cutoffs
+MAX_K = 1000  # bamrec.retrieval.service.Limits.max_k, spelled out so that --help does not import torch
 CUTOFFS_FORM = "comma-separated positive integers like 10,20,50"
 # Defaults that depend on other options: what --help shows instead of the field's None.
 _DEFAULT_HELP = {
@@ -123,10 +124,12 @@ def _train(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+def _print_metrics(metrics: dict[str, Any], title: str, retrieval: str | None = None) -> None:
     cutoffs = sorted({int(k.split("@")[1]) for k in metrics if "@" in k})
     names = [n for n in ("recall", "ndcg", "mrr") if any(f"{n}@{c}" in metrics for c in cutoffs)]
-    header = f"{title} ({metrics.get('users', '?')} users, {metrics.get('protocol', '?')} protocol)"
+    # evaluate names its retrieval: on an export the default is the export's index, not the exact ranking
+    searched = f", {_retrieval_words(retrieval)}" if retrieval else ""
+    header = f"{title} ({metrics.get('users', '?')} users, {metrics.get('protocol', '?')} protocol{searched})"
     print(header)
     print("  " + "metric".ljust(8) + "".join(f"@{c}".rjust(10) for c in cutoffs))
     for name in names:
@@ -145,13 +148,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, sort_keys=True))
         return 0
-    _print_metrics(metrics, title=args.split)
+    _print_metrics(metrics, title=args.split, retrieval=retrieval)
     from bamrec.evaluation.diagnostics_run import format_diagnostics
 
     text = format_diagnostics(run.path, split=args.split, protocol=args.protocol)
     if text:
         print(text)
     return 0
+
+
+def _retrieval_words(retrieval: str) -> str:
+    """How a table header names the search: ``exact ranking`` or ``hnsw index``."""
+    return "exact ranking" if retrieval == "exact" else f"{retrieval} index"
 
 
 def _recommend(args: argparse.Namespace) -> int:
@@ -164,7 +172,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
         if not args.out:
             raise ConfigError("--all-users writes a Parquet file: give it with --out recs.parquet")
-        report = write_all_users(run.candidates(retrieval, index, args.data), args.out, args.k,
+        report = write_all_users(run.candidates(retrieval, index, args.data, max_k=args.max_k), args.out, args.k,
                                  exclude_history=args.exclude_history, overwrite=args.overwrite)
         print(json.dumps(report) if args.json else
               f"top-{report['k']} of {report['users']} users ({retrieval}) written to {report['out']} "
@@ -172,11 +180,15 @@ def _recommend(args: argparse.Namespace) -> int:
         return 0
     if args.out:
         raise ConfigError("--out is for --all-users; one user's list goes to stdout")
-    recs = run.recommend(user=args.user, items=args.items, k=args.k, exclude_history=args.exclude_history,
-                         data=args.data, retrieval=retrieval, index=index)
+    from bamrec.retrieval.service import Query
+
+    query = Query(user=args.user, items=args.items, k=args.k, exclude_history=args.exclude_history)
+    recs = run.candidates(retrieval, index, args.data, max_k=args.max_k).recommend([query])[0]
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in recs]))
         return 0
+    who = f"user {args.user}" if args.user is not None else f"a history of {len(args.items)} items"
+    print(f"top-{len(recs)} for {who} ({_retrieval_words(retrieval)})")
     print(f"{'rank':>4}  {'item':>12}  {'score':>9}  interest")
     for r in recs:
         print(f"{r.rank:>4}  {str(r.item):>12}  {r.score:>9.4f}  {r.interest}")
@@ -215,11 +227,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads_flag(p)
     p.set_defaults(handler=_train)
 
-    p = subparsers.add_parser("evaluate", help="evaluate a run on the test or validation split")
+    p = subparsers.add_parser("evaluate", help="evaluate a run on the test or validation split",
+                              description="Recall, nDCG and MRR of a run or an export on the test or validation "
+                                          "split; see docs/evaluation.md.")
     p.add_argument("run", help="run directory or export directory (bamrec export)")
-    p.add_argument("--split", choices=("test", "valid"), default="test")
-    p.add_argument("--protocol", choices=CHOICES["protocol"], default="standard")
-    p.add_argument("--cutoffs", type=CUTOFFS, default=(10, 20, 50), help="e.g. 10,20,50")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="which held-out item each user is ranked on: the last (test) or the one before it "
+                        "(valid) (default: test)")
+    p.add_argument("--protocol", choices=CHOICES["protocol"], default="standard",
+                   help="standard: the whole history removed from the ranking, padding never ranked; "
+                        "reference: the original BaM evaluator's protocol (default: standard; docs/evaluation.md)")
+    p.add_argument("--cutoffs", type=CUTOFFS, default=(10, 20, 50), help="metric cutoffs (default: 10,20,50)")
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -237,6 +255,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="with --all-users: replace --out")
     _add_retrieval_flag(p)
     p.add_argument("-k", type=POSITIVE_INT, default=20, help="number of items (default 20)")
+    p.add_argument("--max-k", type=POSITIVE_INT, default=MAX_K,
+                   help=f"largest -k accepted (default {MAX_K}; raise it for longer lists)")
     p.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     p.add_argument("--data", help="dataset directory, when it moved since training")
     p.add_argument("--device", type=DEVICE, default="cpu", help=f"{DEVICE_FORM} (default: cpu)")

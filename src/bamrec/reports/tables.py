@@ -91,7 +91,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise RunDirError(f"run directory {path} not found")
+            raise RunDirError(f"run directory {path} does not exist")
         if is_run_dir(path):
             found.append(path)
             continue

@@ -55,7 +55,7 @@ class Query:
 class Limits:
     """Bounds on a query batch, so that one request cannot take the service down."""
 
-    max_k: int = 1000  # largest k (capped by the catalogue size)
+    max_k: int = 1000  # largest k (capped by the catalogue size); --max-k on serve and recommend raises it
     max_history: int = 10_000  # longest ad-hoc history (only the last seq_len items reach the model)
     max_batch: int = 256  # most queries in one batch
 
@@ -151,8 +151,17 @@ class Candidates:
     def check_k(self, k: Any) -> int:
         top = min(self.limits.max_k, self.num_items)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= top:
-            raise ConfigError(f"k must be an integer in [1, {top}], got {k!r}")
+            raise ConfigError(f"k must be an integer in [1, {top}], got {k!r}" + self._limit_hint(k))
         return int(k)
+
+    def _limit_hint(self, k: Any) -> str:
+        """How to raise max_k, when it (not the catalogue) is what refused ``k``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= self.limits.max_k:
+            return ""
+        if self.limits.max_k >= self.num_items:
+            return ""
+        return (f" ({self.limits.max_k} is the limit max_k: raise it with --max-k N on bamrec serve and "
+                f"bamrec recommend, or run.candidates(max_k=N) in Python)")
 
     def histories(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Each query's history as item rows (a known user's whole sequence), validated."""

@@ -93,6 +93,13 @@ def _one_line(text: str) -> str:
 def _validation_message(error: RequestValidationError) -> str:
     problems = []
     for item in error.errors()[:3]:
+        if item.get("type") == "json_invalid":
+            # pydantic puts the character offset where a field name would be: ("body", 12)
+            offset = next((part for part in item.get("loc", ()) if isinstance(part, int)), None)
+            reason = (item.get("ctx") or {}).get("error") or item.get("msg", "invalid")
+            at = f" at character {offset}" if offset is not None else ""
+            problems.append(f"the body is not valid JSON ({reason}{at})")
+            continue
         where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
     return _one_line("malformed request: " + "; ".join(problems))

@@ -151,6 +151,8 @@ def write_config(path: Path, config: RunConfig, dataset: dict[str, Any], extra: 
 def read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
     """The RunConfig and the full record of a run directory."""
     file = Path(path) / CONFIG_FILE
+    if not Path(path).exists():  # most often a typo in the path: say so rather than "not a run"
+        raise RunDirError(f"run directory {path} does not exist")
     if not file.is_file():
         raise RunDirError(f"{path} is not a bamrec run directory (no {CONFIG_FILE})")
     record = read_json(file)
