@@ -71,9 +71,11 @@ def test_run_skip_and_extend(tmp_path, data_dir, capsys):
     assert result["cells_done"] == result["cells_total"] == 4
     [bam] = [g for g in result["configurations"] if "bam-p" in g["method"]]
     assert bam["seeds"] == [1, 2] and bam["metrics"]["standard"]["recall@20"]["n"] == 2
+    assert bam["stopped"] == ["max_iters"] and bam["far_targets"]["standard"]["recall@20"]["n"] == 2
     compared = [c for c in result["comparisons"] if c["metric"] == "recall@20" and c["protocol"] == "standard"]
     assert len(compared) == 1 and compared[0]["seeds"] == [1, 2] and compared[0]["bootstrap"]["users"] == 40
     md = (out / "results.md").read_text()
+    assert "far recall@20" in md and "| max_iters |" in md
     assert "4 of 4 cells done" in md and "Against the baseline" in md and (out / "plots/recall20-standard.png").is_file()
 
 

@@ -25,6 +25,9 @@ DIAGNOSTIC_KEYS = ("selection_normalized_entropy", "selection_dead_interests", "
                    "interest_similarity_mean", "planted_minor_recall")
 
 
+FAR_METRICS = ("recall@20",)  # the far-target recall the tables show (cells hold every cutoff)
+
+
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     """Every option's value as the run sees it (defaults filled in), flat, without the seed."""
     from bamrec.models import resolve_presets  # the run sees its presets (remi_beta None -> 0.01 / 0)
@@ -127,6 +130,10 @@ def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
         group["diagnostics"] = {k: summarize([r["diagnostics"][k] for r in records
                                               if isinstance(r["diagnostics"].get(k), (int, float))]).as_dict()
                                 for k in DIAGNOSTIC_KEYS}
+        group["stopped"] = sorted({str(r.get("stopped")) for r in records})
+        group["far_targets"] = {p: {m: summarize([r["far_targets"]["recall"][p][m] for r in records
+                                                  if "far_targets" in r]).as_dict()
+                                    for m in FAR_METRICS} for p in PROTOCOLS}
         group["_records"] = records
         configurations.append(group)
     comparisons = _comparisons(experiment, configurations, cells_dir)
@@ -254,20 +261,26 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
         "whole history from the ranking, `reference` is the original BaM evaluator's protocol "
         "(docs/evaluation.md). *sel. entropy*: entropy of the training-time interest-selection shares / log K "
         "(1 = every interest trained equally); *interest sim.*: mean cosine similarity between a user's "
-        "interest vectors on the test users (docs/diagnostics.md).",
+        "interest vectors on the test users (docs/diagnostics.md); *far recall@20*: recall@20 (standard) on "
+        "the third of test users whose item is farthest from their history by training co-occurrence "
+        "(evaluation/far_targets.py); *stopped*: why training ended (`patience` = early stopping, "
+        "`max_iters` = the cap bound).",
         "",
     ]
     metrics = result["metrics"]
     header = ["dataset", "method", "seeds"] + [f"{m} ({p})" for p in PROTOCOLS for m in metrics] + [
-        "best iter", "train s", "sel. entropy", "interest sim."]
+        "best iter", "train s", "stopped", "sel. entropy", "interest sim.", "far recall@20"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for g in result["configurations"]:
         seeds = f"{len(g['seeds'])}/{len(g['planned_seeds'])}"
         row = [g["dataset"], g["method"], seeds]
         row += [_mean_ci(g["metrics"][p][m]) for p in PROTOCOLS for m in metrics]
+        far = (g.get("far_targets") or {}).get("standard", {}).get("recall@20")
         row += [_fmt(g["best_iter"]["mean"], 0), _fmt(g["train_time_s"]["mean"], 0),
+                ", ".join(g.get("stopped") or []) or "–",
                 _fmt(g["diagnostics"]["selection_normalized_entropy"]["mean"], 3),
-                _fmt(g["diagnostics"]["interest_similarity_mean"]["mean"], 3)]
+                _fmt(g["diagnostics"]["interest_similarity_mean"]["mean"], 3),
+                _mean_ci(far) if far and far.get("n") else "–"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     if result["comparisons"]:
