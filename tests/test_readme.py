@@ -125,3 +125,14 @@ def test_what_the_documented_commands_write_is_ignored_by_git():
     demo_file = build_parser().parse_args(["demo"]).out + "/summary.json"  # `bamrec demo` with its default --out
     assert demo_file in subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", demo_file],
                                        capture_output=True, text=True).stdout
+
+
+def test_docs_and_docstrings_stand_alone():
+    # Before: docstrings and docs/models.md cited bam-method.md and architecture.md in ../shared/docs,
+    # which a user of the package never has; what they need is in docs/method.md and docs/architecture.md.
+    files = [REPO / "README.md", *DOCS, *sorted((REPO / "src").rglob("*.py"))]
+    outside = [f"{f.relative_to(REPO)}: {line.strip()}" for f in files
+               for line in f.read_text(encoding="utf-8").splitlines()
+               if "shared/docs" in line or "bam-method.md" in line]
+    assert outside == []
+    assert (REPO / "docs" / "method.md").is_file() and (REPO / "docs" / "architecture.md").is_file()

@@ -1,6 +1,6 @@
 """Vectorised training-batch sampling from the CSR arrays (no per-example Python).
 
-Follows the original protocol (``bam-method.md`` section 1): draw a user uniformly among the users
+Follows the original protocol (docs/method.md, "Task and data protocol"): draw a user uniformly among the users
 with training examples, draw a target position ``k`` uniformly in ``[1, len(train_seq) - 1]``, and
 use the ``seq_len`` items before ``k`` as the history (left-aligned, zero-padded, with a mask).
 ``WindowSampler`` draws the other training scheme, SASRec's (Kang & McAuley, ICDM 2018): a user

@@ -1,6 +1,6 @@
 """Leave-one-out views over a SequenceDataset, without copying the item array.
 
-For a user with sequence ``s[0..n-1]`` (``bam-method.md`` section 1):
+For a user with sequence ``s[0..n-1]`` (docs/method.md, "Task and data protocol"):
 training uses ``s[:-2]``; validation predicts ``s[-2]`` from ``s[:-2]``; test predicts ``s[-1]``
 from ``s[:-1]``. A user needs ``n >= 3`` to be evaluated, and ``n >= 4`` to give training
 examples (a target position ``k`` in ``[1, n-3]`` needs at least one item before it).

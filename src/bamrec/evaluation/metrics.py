@@ -1,7 +1,7 @@
 """Ranking metrics with one target per user: recall (hit rate), nDCG and MRR at cutoffs.
 
 All metrics are functions of the 0-based rank ``r`` of the user's single target among the ranked
-items (``bam-method.md`` section 5; the definitions used by ComiRec, Cen et al. KDD 2020, and BaM,
+items (docs/method.md, "Evaluation"; the definitions used by ComiRec, Cen et al. KDD 2020, and BaM,
 Lee et al. BigData 2024, for leave-one-out evaluation):
 
 - ``recall@k = 1 if r < k else 0`` (with one target, recall equals the hit rate);

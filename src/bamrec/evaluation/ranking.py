@@ -4,7 +4,7 @@ A user's score for item ``i`` is the best match over the K interests, ``s(u, i) 
 the multi-interest retrieval rule of MIND (Li et al., CIKM 2019) and ComiRec (Cen et al., KDD 2020),
 which BaM (Lee et al., BigData 2024) and REMI (Xie et al., RecSys 2023) evaluate with. Ranking is
 over the whole catalogue, never a sample. The two protocols (``docs/evaluation.md``,
-``bam-method.md`` section 5):
+docs/method.md, "Evaluation"):
 
 - ``standard``: the user's whole known history is removed (never ranked), except the target itself
   when the user consumed it before (repeat consumption); padding item 0 is never ranked.

@@ -1,6 +1,6 @@
 """Run directories: everything needed to use a trained model without the trainer's state.
 
-Layout (``architecture.md``)::
+Layout (docs/architecture.md, "Contracts")::
 
     .bamrec-run        marker: this directory was written by bamrec (format, creation time)
     config.json        resolved RunConfig, seed, versions, runtime (threads), dataset path/checksum/stats

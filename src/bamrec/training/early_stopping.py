@@ -1,5 +1,5 @@
 """Early stopping on one validation metric: keep the best check, stop after ``patience`` checks
-without improvement (the original BaM code: recall@10, patience 15; ``bam-method.md`` section 6).
+without improvement (the original BaM code: recall@10, patience 15; docs/method.md).
 
 :class:`EarlyStopping` only decides; the trainer saves the weights when :meth:`EarlyStopping.update`
 says the check improved, and stores :meth:`EarlyStopping.state_dict` in the resume state so that a

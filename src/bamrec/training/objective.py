@@ -89,7 +89,7 @@ class Objective(nn.Module):
         self.register_buffer(
             "noise_log_prob", losses.uniform_noise_log_prob(num_items, config.negatives), persistent=False
         )
-        self.uniform_noise = True  # the only noise distribution offered (bam-method.md section 4)
+        self.uniform_noise = True  # the only noise distribution offered (docs/method.md, "Loss")
 
     def interests(
         self, history: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None

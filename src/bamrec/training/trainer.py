@@ -1,6 +1,6 @@
 """Training: set up a run (``train``), then a small iteration-based fit loop (``fit``).
 
-Defaults follow the original BaM code (``bam-method.md`` section 6): batch 128, Adam 1e-3, validate every
+Defaults follow the original BaM code (docs/method.md, "The original code's defaults"): batch 128, Adam 1e-3, validate every
 1,000 iterations on a fixed validation set, keep the best model by validation recall@10 (``select_metric``), stop after
 ``patience`` (15) checks without improvement. The inner loop does no host-device synchronisation
 except at logging points (every ``LOG_EVERY`` steps) and validation checks.
