@@ -77,6 +77,7 @@ def test_run_skip_and_extend(tmp_path, data_dir, capsys):
     md = (out / "results.md").read_text()
     assert "far recall@20" in md and "| max_iters |" in md
     assert "4 of 4 cells done" in md and "Against the baseline" in md and (out / "plots/recall20-standard.png").is_file()
+    assert (out / "plots/valid-curves.png").is_file() and len(bam["curves"]) == 2
 
 
 def test_bad_cell_fails_cleanly(tmp_path, capsys):

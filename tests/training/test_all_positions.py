@@ -137,6 +137,6 @@ def test_trainer_trains_sasrec_on_every_position(tmp_path):
                            "progress": False}, tmp_path / "run", verbose=False)
     record = json.loads((result.run_dir / "config.json").read_text())
     assert record["config"]["train"]["targets"] == "all"
-    assert "a target at every position" in (result.run_dir / "train.log").read_text()
+    assert "a next-item target at every position (full softmax)" in (result.run_dir / "train.log").read_text()
     losses = [line["loss"] for line in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines())]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -134,6 +134,7 @@ def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
         group["far_targets"] = {p: {m: summarize([r["far_targets"]["recall"][p][m] for r in records
                                                   if "far_targets" in r]).as_dict()
                                     for m in FAR_METRICS} for p in PROTOCOLS}
+        group["curves"] = [{"seed": r["seed"], **r["curve"]} for r in records if r.get("curve")]
         group["_records"] = records
         configurations.append(group)
     comparisons = _comparisons(experiment, configurations, cells_dir)
@@ -381,7 +382,47 @@ def plot_results(result: dict[str, Any], out_dir: Path, prefix: str = "") -> lis
                          fontsize="medium")
             name = f"{prefix}{metric.replace('@', '')}-{protocol}.png"
             written.append(_save(fig, out_dir / name))
-    return written
+    curves = plot_curves(configurations, datasets, colours, out_dir / f"{prefix}valid-curves.png",
+                         result["experiment"])
+    return written + ([curves] if curves else [])
+
+
+CURVE_METRIC = "recall@20"  # the validation metric plotted against training time
+
+
+def plot_curves(configurations: list[dict[str, Any]], datasets: list[str], colours: dict[str, str], path: Path,
+                title: str) -> Path | None:
+    """Validation ``CURVE_METRIC`` against training wall time, a panel per dataset, a line per cell
+    (the method's colour; one label per method). None when no cell recorded a curve."""
+    from matplotlib.figure import Figure
+
+    from bamrec.reports.plots import _save
+
+    with_curves = [g for g in configurations if g.get("curves")]
+    if not with_curves:
+        return None
+    shown = [d for d in datasets if any(g["dataset"] == d for g in with_curves)]
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(4.6 * cols, 3.4 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, dataset in zip(axes, shown):
+        for g in (g for g in with_curves if g["dataset"] == dataset):
+            for i, curve in enumerate(g["curves"]):
+                points = [(t / 60, v) for t, v in zip(curve["time_s"], curve.get(CURVE_METRIC, [])) if v is not None]
+                if points:
+                    minutes, values = zip(*points)
+                    ax.plot(minutes, values, color=colours[g["method"]], lw=1, alpha=0.8,
+                            label=g["method"] if i == 0 else None)
+        ax.set_title(dataset, fontsize="small")
+        ax.set_xlabel("training time (min, validation checks included)", fontsize="x-small")
+        ax.set_ylabel(f"valid {CURVE_METRIC}", fontsize="x-small")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="xx-small")
+    for ax in axes[len(shown):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{title}: validation {CURVE_METRIC} against training time, one line per cell", fontsize="medium")
+    return _save(fig, path)
 
 
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:

@@ -224,9 +224,7 @@ def _train(
     if main:
         log(
             f"training {config.model.model} ({config.model.num_interests} interests, d={config.model.hidden_size}, "
-            f"L={config.model.seq_len}) with {tc.selection} selection"
-            f"{' + multi-interest loss' if tc.multi_loss else ''}"
-            f"{', a target at every position' if tc.targets == 'all' else ''} on {dataset.num_users} users / "
+            f"L={config.model.seq_len}) with {_scheme(config)} on {dataset.num_users} users / "
             f"{dataset.num_items} items, device {device}"
             + (f", {context.world_size} processes" if context.enabled else "")
         )
@@ -343,6 +341,15 @@ def _kept(stopper: EarlyStopping) -> str:
     if stopper.best_valid is None:
         return "no checkpoint yet (it stopped before the first validation check)"
     return f"the best checkpoint (iteration {stopper.best_iter}) is kept and tested"
+
+
+def _scheme(config: RunConfig) -> str:
+    """The training scheme in words, for the log."""
+    tc = config.train
+    if tc.targets == "all":
+        return f"a next-item target at every position ({tc.loss} softmax)"
+    selection = "" if config.model.num_interests == 1 else f"{tc.selection} selection, "
+    return f"{selection}{tc.loss} softmax{' + multi-interest loss' if tc.multi_loss else ''}"
 
 
 def _step(session: Session) -> ObjectiveOutput:
