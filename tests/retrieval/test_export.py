@@ -18,6 +18,7 @@ from bamrec.config import ModelConfig  # noqa: E402
 from bamrec.models import build_backbone  # noqa: E402
 from bamrec.retrieval.export import ONNX_ATOL, ONNX_RTOL, export_onnx, export_run, open_export  # noqa: E402
 from bamrec.retrieval.index import RETRIEVALS  # noqa: E402
+from numerics import assert_ranking_close, assert_topk_tables_close  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -148,16 +149,18 @@ def test_all_users_parquet_streams_every_users_top_k(tiny_run, exported, tmp_pat
     # User 1 has all 30 items: with its history excluded nothing is left.
     assert 1 not in table["user"] and len(table["user"]) == 39 * 4
     assert table["rank"][:4] == [1, 2, 3, 4]
+    # One user at a time against 1024 at a time: matrix products of other shapes round differently (on
+    # another CPU or thread count), so scores agree to a tolerance and items exactly where not tied.
     for user in (2, 25, 40):
         lines = [i for i, u in enumerate(table["user"]) if u == user]
         expected = run.recommend(user=user, k=4, exclude_history=True)
-        assert [table["item"][i] for i in lines] == [r.item for r in expected]
-        assert [table["interest"][i] for i in lines] == [r.interest for r in expected]
-        np.testing.assert_allclose([table["score"][i] for i in lines], [r.score for r in expected], rtol=1e-6)
-    # Chunked: the same file whatever the chunk size.
+        assert_ranking_close([table["item"][i] for i in lines], [table["score"][i] for i in lines],
+                             [r.item for r in expected], [r.score for r in expected],
+                             extra_a=[table["interest"][i] for i in lines], extra_b=[r.interest for r in expected])
+    # Chunked: the same lines whatever the chunk size, to the same tolerance.
     small = tmp_path / "small.parquet"
     write_all_users(run.candidates(), small, 4, exclude_history=True, user_batch_size=7)
-    assert pq.read_table(small).to_pydict() == table
+    assert_topk_tables_close(pq.read_table(small).to_pydict(), table)
     assert main(["recommend", str(tiny_run), "--all-users", "--out", str(out)]) == 2  # exists
     assert main(["recommend", str(tiny_run), "--all-users"]) == 2
     assert "--out" in capsys.readouterr().err
