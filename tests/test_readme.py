@@ -136,3 +136,23 @@ def test_docs_and_docstrings_stand_alone():
                if "shared/docs" in line or "bam-method.md" in line]
     assert outside == []
     assert (REPO / "docs" / "method.md").is_file() and (REPO / "docs" / "architecture.md").is_file()
+
+
+def _nav_pages(nav) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _nav_pages(value)]
+    return [page for entry in nav for page in _nav_pages(entry)]
+
+
+def test_every_docs_page_is_on_the_site():
+    import yaml
+
+    site = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    assert site["strict"] is True and site["docs_dir"] == "docs"
+    assert sorted(_nav_pages(site["nav"])) == sorted(page.name for page in DOCS)
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    # --quiet hides the warnings that --strict turns into a failure, so the build must not be quiet
+    assert "mkdocs build --strict" in makefile and "--quiet" not in makefile.split("docs:", 1)[1].split("\n\n")[0]
+    assert "make docs" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
