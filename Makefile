@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test docs demo clean
+.PHONY: setup test test-fidelity docs demo clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fidelity suite against the original BaM code (docs/fidelity.md): the original's src/ folder is
+# required here, where `make test` skips the suite without it (and says so in its summary).
+test-fidelity: $(STAMP)
+	@test -n "$(BAM_ORIGINAL_SRC)" || { echo "make test-fidelity: set BAM_ORIGINAL_SRC to the original BaM code's src/ folder (docs/fidelity.md)" >&2; exit 2; }
+	BAM_ORIGINAL_SRC="$(BAM_ORIGINAL_SRC)" BAMREC_REQUIRE_ORIGINAL=1 $(BIN)/python -m pytest -s tests/compat/test_fidelity.py
 
 # The documentation site in site/ (open site/index.html); --strict: a broken link or reference fails.
 docs: $(STAMP)

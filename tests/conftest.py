@@ -27,20 +27,55 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """A run trained for a few steps on 40 users / 30 items (K = 2, d = 8, L = 8); read-only for tests."""
+def write_tiny_dataset(path: Path, num_users: int = 40, num_items: int = 30, max_len: int = 15,
+                       seed: int = 0) -> Path:
+    """A small random dataset (user 0 has every item, so N = num_items) saved at ``path``."""
     import numpy as np
 
-    from bamrec.api import train
     from bamrec.data.sequences import SequenceDataset
 
+    rng = np.random.default_rng(seed)
+    sequences = [rng.integers(1, num_items + 1, size=rng.integers(5, max_len)).tolist() for _ in range(num_users)]
+    sequences[0] = list(range(1, num_items + 1))  # every item occurs
+    SequenceDataset.from_sequences(sequences).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_dataset():
+    """``write_tiny_dataset``, for tests that need their own size or a copy they may change."""
+    return write_tiny_dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny dataset: 40 users, 30 items, histories of 5-14 items; read-only for tests."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture
+def data_dir(tiny_data) -> Path:
+    """The tiny dataset under the name most tests use for "a prepared dataset directory"."""
+    return tiny_data
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory):
+    """A run trained for a few steps on the tiny dataset (K = 2, d = 8, L = 8); read-only for tests."""
+    from bamrec.api import train
+
     root = tmp_path_factory.mktemp("tiny-run")
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))  # a user who has every item
-    SequenceDataset.from_sequences(sequences).save(root / "data")
-    train({"data": str(root / "data"), "model": "comirec-sa", "seq_len": 8, "hidden_size": 8, "num_interests": 2,
+    train({"data": str(tiny_data), "model": "comirec-sa", "seq_len": 8, "hidden_size": 8, "num_interests": 2,
            "batch_size": 16, "num_negatives": 10, "eval_every": 20, "max_iters": 40, "progress": False},
           out=root / "run", verbose=False)
     return root / "run"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say in the summary when the fidelity suite did not run (it needs the original code)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if "BAM_ORIGINAL_SRC" in str(getattr(report, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_line(
+            f"fidelity suite skipped: {len(skipped)} tests need the original BaM code "
+            "(make test-fidelity BAM_ORIGINAL_SRC=/path/to/original/src runs them; docs/fidelity.md)")

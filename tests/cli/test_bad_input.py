@@ -158,7 +158,7 @@ def test_integer_ids_asked_for_but_text_found(capsys, raw, tmp_path):
 @pytest.mark.parametrize("fmt, text", [("uid-iid", "user item\n1 10\n1 11\n2 10\n"),
                                        ("sequence", "user_id items\n1 10 11\n2 10 11\n")])
 def test_header_line_is_skipped_with_a_warning(capsys, raw, tmp_path, fmt, text):
-    # Before: the header made every id a string silently ("user" became a user, "item" an item).
+    # A header line must not turn into a user and an item (nor make every id a string) silently.
     (raw / "log.txt").write_text(text)
     capsys.readouterr()
     assert main(["data", "prepare", str(raw / "log.txt"), "--format", fmt, "--out", str(tmp_path / "o")]) == 0
@@ -284,7 +284,7 @@ def test_train_on_a_missing_or_empty_dataset(capsys, tmp_path):
 
 
 def test_remi_beta_zero_stays_zero_and_help_shows_the_preset(capsys, user_dir, tmp_path):
-    # Before: 0 meant "the preset", so --remi-beta 0 became 0.01; --help said 0.
+    # 0 is a value (off), not "the preset", and --help states the model-dependent default.
     assert main(["train", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--remi-beta REMI_BETA (default: 0.01 with --model remi, else 0 = off)" in help_text
@@ -331,7 +331,7 @@ def test_evaluate_and_recommend_options(capsys, user_dir, tmp_path):
 
 
 def test_evaluate_labels_diagnostics_with_where_they_come_from(capsys, user_dir):
-    # Before: "standard protocol" under --protocol reference, and "test" under --split valid.
+    # The diagnostics' labels follow --protocol and --split.
     capsys.readouterr()
     assert main(["evaluate", str(user_dir / "run"), "--protocol", "reference", "--split", "valid"]) == 0
     out = capsys.readouterr().out

@@ -13,11 +13,6 @@ FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batc
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "40", "--no-progress"]
 
 
-@pytest.fixture
-def data_dir(tiny_data):
-    return tiny_data
-
-
 def test_train_evaluate_recommend(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(data_dir), "--model", "comirec-sa", "--selection", "bam-p",
@@ -63,7 +58,7 @@ def test_user_mistakes_are_one_line_errors(data_dir, tmp_path, capsys):
 
 
 def test_item_ids_stay_as_written_through_a_run(tmp_path, capsys):
-    # Before: all-integer ids were cast, so "007" and "7" were one item and "0123" came back as 123.
+    # Ids stay as written: "007" and "7" are two items and "0123" comes back as "0123", not 123.
     raw = tmp_path / "log.txt"
     rng = np.random.default_rng(1)
     names = ["007", "7", "0123", "123"] + [str(i) for i in range(200, 226)]

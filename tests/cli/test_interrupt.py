@@ -18,11 +18,6 @@ from bamrec.training import checkpoint as ckpt
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-@pytest.fixture
-def data_dir(tiny_data):
-    return tiny_data
-
-
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_finishes_the_run_and_exits_non_zero(data_dir, tmp_path, signum, code):
     run = tmp_path / "run"

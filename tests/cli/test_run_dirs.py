@@ -14,11 +14,6 @@ FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batc
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "20", "--no-progress"]
 
 
-@pytest.fixture
-def data_dir(tiny_data):
-    return tiny_data
-
-
 def train(data_dir, out, *extra):
     return main(["train", "--data", str(data_dir), "--out", str(out), *FLAGS, *extra])
 

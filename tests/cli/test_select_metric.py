@@ -14,11 +14,6 @@ FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batc
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "60", "--no-progress"]
 
 
-@pytest.fixture
-def data_dir(tiny_data):
-    return tiny_data
-
-
 def test_cutoffs_without_10_train_and_keep_a_checkpoint(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(data_dir), "--out", str(run), *FLAGS, "--cutoffs", "20,50"]) == 0

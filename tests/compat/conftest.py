@@ -2,7 +2,9 @@
 
 The original is run, never copied: its modules are imported from the folder the variable names and
 removed from ``sys.modules`` again, so their generic names (``utils``, ``MIND``) shadow nothing.
-Without the variable (as in CI) every test that needs it is skipped with the reason.
+Without the variable (as in CI) every test that needs it is skipped with the reason, and the summary
+of the run says so (``pytest_terminal_summary`` in tests/conftest.py); ``make test-fidelity`` sets
+``BAMREC_REQUIRE_ORIGINAL=1``, under which a missing or incomplete original fails instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import pytest
 
 ORIGINAL_MODULES = ("SSLoss", "BasicModel", "ComiRec", "MIND", "utils")
 SKIP_REASON = ("BAM_ORIGINAL_SRC is not set: the fidelity tests run the original BaM code next to bamrec "
-               "(BAM_ORIGINAL_SRC=/path/to/original/src make test; see README)")
+               "(make test-fidelity BAM_ORIGINAL_SRC=/path/to/original/src; see docs/fidelity.md)")
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Skip, unless the run asked for the fidelity suite (``make test-fidelity``): then fail."""
+    if os.environ.get("BAMREC_REQUIRE_ORIGINAL") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def original_src() -> Path | None:
@@ -30,9 +39,9 @@ def original() -> SimpleNamespace:
     """The original's modules: ``.ComiRec``, ``.MIND`` (classes), ``.utils`` (module), ``.src`` (folder)."""
     src = original_src()
     if src is None:
-        pytest.skip(SKIP_REASON)
+        _skip_or_fail(SKIP_REASON)
     if not all((src / f"{name}.py").is_file() for name in ORIGINAL_MODULES + ("main",)):
-        pytest.skip(f"BAM_ORIGINAL_SRC={src} does not hold the original's {', '.join(ORIGINAL_MODULES)}.py and main.py")
+        _skip_or_fail(f"BAM_ORIGINAL_SRC={src} does not hold the original's {', '.join(ORIGINAL_MODULES)}.py and main.py")
     saved = {name: sys.modules.pop(name) for name in ORIGINAL_MODULES if name in sys.modules}
     argv = sys.argv
     sys.argv = [argv[0], "--device", "cpu"]  # in case a module parses flags at import

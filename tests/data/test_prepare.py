@@ -58,7 +58,7 @@ def test_ids_given_as_text_stay_text():
 
 
 def test_leading_zeros_are_distinct_ids_and_round_trip(tmp_path):
-    # Before: every id parsed as an integer, so 007 and 7 became one item and 0123 came back as 123.
+    # Ids are not parsed as integers: 007 and 7 are two items and 0123 comes back as written.
     raw = tmp_path / "log.txt"
     raw.write_text("1 007\n1 7\n1 0123\n2 7\n2 0123\n")
     dataset = prepare_dataset(raw, tmp_path / "ds", fmt="uid-iid")

@@ -211,10 +211,9 @@ def test_errors(toy):
 
 
 def test_evaluation_keeps_nothing_alive_per_batch():
-    # Before: each batch's ranks were kept in a list until the end, small long-lived blocks that
-    # landed in the space the batch's large buffers had freed: the heap, and the resident size,
-    # grew with the number of users. Now the number of tensors made during the evaluation and
-    # still alive when a batch starts is the same at every batch.
+    # Small long-lived tensors kept across batches land in the space the batch's large buffers
+    # freed, so the heap and the resident size would grow with the number of users: the number of
+    # tensors made during the evaluation and still alive when a batch starts is the same at every batch.
     import weakref
 
     from torch.utils._python_dispatch import TorchDispatchMode

@@ -3,21 +3,14 @@ not taken as finished."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from bamrec.api import train
 from bamrec.config import run_config_from_flat
-from bamrec.data.sequences import SequenceDataset
 from bamrec.experiments.cell import _finished_training
 from bamrec.training import checkpoint as ckpt
 
 
-def test_signal_interrupted_training_is_not_finished(tmp_path):
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    sequences[0] = list(range(1, 31))
-    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
-    options = {"data": str(tmp_path / "data"), "seq_len": 8, "hidden_size": 8, "num_interests": 2, "batch_size": 16,
+def test_signal_interrupted_training_is_not_finished(tmp_path, data_dir):
+    options = {"data": str(data_dir), "seq_len": 8, "hidden_size": 8, "num_interests": 2, "batch_size": 16,
                "num_negatives": 10, "eval_every": 20, "max_iters": 20, "progress": False}
     run_dir = tmp_path / "run"
     train(options, run_dir, verbose=False)

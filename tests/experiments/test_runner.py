@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bamrec.cli import main
-from bamrec.data.sequences import SequenceDataset
 from bamrec.experiments import load_experiment, parse_experiment, run_experiment
 from bamrec.experiments.aggregate import aggregate, find_baseline
 from bamrec.errors import ConfigError
@@ -17,14 +16,6 @@ from bamrec.training import checkpoint as ckpt
 
 TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,
             max_iters=40)
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    sequences = [rng.integers(1, 31, size=rng.integers(5, 15)).tolist() for _ in range(40)]
-    SequenceDataset.from_sequences(sequences).save(tmp_path / "data")
-    return tmp_path / "data"
 
 
 def _file(tmp_path, data_dir, seeds):

@@ -67,7 +67,7 @@ def test_other_models_untouched() -> None:
 
 
 def test_remi_explicit_zero_is_kept() -> None:
-    # Before: 0.0 meant "use the preset", so --remi-beta 0 silently became 0.01.
+    # 0 is a value (off), not "use the preset": --remi-beta 0 must not become 0.01.
     out = resolve_presets(run("remi", selection="hard", remi_beta=0.0, remi_lambda=0.0))
     assert out.train.remi_beta == 0.0 and out.train.remi_lambda == 0.0
     assert resolve_presets(out) == out

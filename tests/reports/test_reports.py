@@ -192,7 +192,7 @@ def test_cli(runs, tmp_path, capsys):
 
 
 def test_runs_of_different_datasets_get_one_table_each(tmp_path, capsys):
-    # Before: one table, no dataset column, so ml-1m and ml-100k numbers sat side by side.
+    # One table per dataset: ml-1m and ml-100k numbers are never compared in one column.
     make_run(tmp_path / "runs", "a", dataset="/data/ml-1m", test={"recall@20": 0.3, "users": 6040, "protocol": "standard"})
     make_run(tmp_path / "runs", "b", dataset="/data/ml-100k", test={"recall@20": 0.2, "users": 943, "protocol": "standard"})
     make_run(tmp_path / "runs", "c", dataset="/data/ml-1m", test={"recall@20": 0.4, "users": 6040, "protocol": "standard"})

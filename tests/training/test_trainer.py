@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,17 +19,10 @@ TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negati
             max_iters=40, patience=50, progress=False)
 
 
-def make_dataset(path, num_users=60, num_items=40, seed=0):
-    rng = np.random.default_rng(seed)
-    sequences = [rng.integers(1, num_items + 1, size=rng.integers(5, 20)).tolist() for _ in range(num_users)]
-    sequences[0] = list(range(1, num_items + 1))  # every item occurs, so N = num_items
-    SequenceDataset.from_sequences(sequences).save(path)
-    return path
-
-
 @pytest.fixture
-def data_dir(tmp_path):
-    return make_dataset(tmp_path / "data")
+def data_dir(tmp_path, make_tiny_dataset):
+    """A little larger than the shared tiny dataset (60 users, 40 items, up to 19 items each)."""
+    return make_tiny_dataset(tmp_path / "data", num_users=60, num_items=40, max_len=20)
 
 
 def config(data_dir, **overrides):
@@ -111,9 +103,9 @@ def test_load_run_reproduces_the_summary_and_recommends(data_dir, tmp_path):
         run.recommend(user=12345)
 
 
-def test_run_refuses_another_dataset(data_dir, tmp_path):
+def test_run_refuses_another_dataset(data_dir, tmp_path, make_tiny_dataset):
     result = bamrec.train(config(data_dir), tmp_path / "run", verbose=False)
-    other = make_dataset(tmp_path / "other", seed=1)
+    other = make_tiny_dataset(tmp_path / "other", num_users=60, num_items=40, max_len=20, seed=1)
     with pytest.raises(RunDirError, match="not the one run"):
         load_run(result.run_dir).evaluate(data=other)
 

@@ -192,7 +192,7 @@ def time_order(ucodes: np.ndarray, times: np.ndarray | None) -> np.ndarray | Non
     """The stable permutation that groups users (ascending code) and sorts each by time.
 
     Ties keep the file order. None means the input is already in that order. The sort is polars'
-    ``arg_sort_by(maintain_order=True)`` (stable, multi-threaded: ~3x numpy's stable argsort).
+    ``arg_sort_by(maintain_order=True)`` (stable and multi-threaded, unlike numpy's stable argsort).
     """
     if times is None:
         keys = [ucodes]

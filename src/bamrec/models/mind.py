@@ -17,10 +17,10 @@ Routing options (``ModelConfig``; ``docs/models.md``):
 
 - ``routing_norm="interests"`` (default; the MIND paper's B2I routing, Li et al. 2019, Eq. 5):
   the coupling softmax runs over the K interests of each position, as in CapsNet; padded
-  positions get weight 0. The default since it measured best of the three (docs/fidelity.md:
-  +0.017 recall@20 on ml-100k and +0.012 on ML-1M over ``valid``, BaM_p + multi-loss, 3 seeds).
+  positions get weight 0. The default: the best of the three in the measurements of
+  docs/fidelity.md.
 - ``routing_norm="valid"``: the coupling softmax over positions runs over the valid positions
-  only, so each interest's weights sum to one (bamrec's default before 2026-12-01 stop 15).
+  only, so each interest's weights sum to one.
 - ``routing_norm="padded"`` (the original BaM code): the softmax runs over all ``seq_len``
   positions, padding included (with its random logits), and the padded weights are then zeroed
   without renormalising, so the weights of a short history sum to much less than one and its

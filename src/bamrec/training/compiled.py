@@ -3,8 +3,7 @@
 The compiled forward computes the same loss as the eager one (up to float rounding: the compiler
 fuses elementwise passes and may reorder reductions); the backward pass is compiled with it
 (AOTAutograd). On CPU the inductor backend writes and builds C++ kernels at the first steps, which
-took minutes on the 2-core development machine (docs/PERFORMANCE.md has the measured gain), and
-recompiles as batch shapes change (ComiRec-SA's valid-position count is one on CPU; dynamo makes
+takes minutes (docs/PERFORMANCE.md has the cost and the gain), and recompiles as batch shapes change (ComiRec-SA's valid-position count is one on CPU; dynamo makes
 such dimensions dynamic after the first recompile). A failure to compile (no C++ compiler, an
 unsupported operation) must not lose the run: it is reported in one line and training goes on
 eagerly.
