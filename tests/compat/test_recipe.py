@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +17,12 @@ from bamrec.models.mind import coupling_weights
 from bamrec.training import checkpoint as ckpt
 from bamrec.training import losses
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))  # the trainer tests' tiny dataset
-from test_trainer import config as tiny_config  # noqa: E402
-from test_trainer import make_dataset  # noqa: E402
+TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,
+            max_iters=40, patience=50, progress=False)
+
+
+def tiny_config(data_dir, **overrides):
+    return run_config_from_flat({"data": str(data_dir), **TINY, **overrides})
 
 
 def resolved(config, option):
@@ -113,8 +114,8 @@ def test_ihn_weights_detached_or_not_same_loss_different_gradient() -> None:
     assert not torch.allclose(grads[0][1], grads[1][1])
 
 
-def test_reference_validation_draws_with_replacement_seeded_and_resumes(tmp_path) -> None:
-    data = make_dataset(tmp_path / "data", num_users=30)
+def test_reference_validation_draws_with_replacement_seeded_and_resumes(tmp_path, make_tiny_dataset) -> None:
+    data = make_tiny_dataset(tmp_path / "data", num_users=30, num_items=40, max_len=20)
     cfg = tiny_config(data, valid_protocol="reference", valid_users=50, max_iters=60, selection="bam-p")
     straight = bamrec.train(cfg, tmp_path / "a", verbose=False)
     again = bamrec.train(cfg, tmp_path / "b", verbose=False)
@@ -131,8 +132,8 @@ def test_reference_validation_draws_with_replacement_seeded_and_resumes(tmp_path
     assert record["train"]["valid_protocol"] == "reference"
 
 
-def test_original_recipe_trains_mind_end_to_end(tmp_path) -> None:
-    data = make_dataset(tmp_path / "data")
+def test_original_recipe_trains_mind_end_to_end(tmp_path, make_tiny_dataset) -> None:
+    data = make_tiny_dataset(tmp_path / "data", num_users=60, num_items=40, max_len=20)
     result = bamrec.train(tiny_config(data, model="mind", recipe="original", num_negatives=10, selection="bam-p",
                                       multi_loss=True), tmp_path / "run", verbose=False)
     config = json.loads((result.run_dir / "config.json").read_text())["config"]
@@ -142,10 +143,10 @@ def test_original_recipe_trains_mind_end_to_end(tmp_path) -> None:
     assert TrainConfig().recipe == "bamrec"
 
 
-def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path) -> None:
+def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path, make_tiny_dataset) -> None:
     from bamrec.compat.importer import import_reference
 
-    data = make_dataset(tmp_path / "data")  # 40 items
+    data = make_tiny_dataset(tmp_path / "data", num_users=60, num_items=40, max_len=20)  # 40 items
     g = torch.Generator().manual_seed(0)
     state = {"embeddings.weight": torch.randn(41, 8, generator=g),
              "capsule_network.linear.weight": torch.randn(8, 8, generator=g),
@@ -162,7 +163,7 @@ def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path) -
     assert first == run.evaluate(protocol="reference")  # fixed routing start: deterministic
 
 
-def test_recommended_recipe_sets_its_scheme_and_given_options_win(tmp_path) -> None:
+def test_recommended_recipe_sets_its_scheme_and_given_options_win(tmp_path, make_tiny_dataset) -> None:
     from bamrec.compat.recipe import RECOMMENDED
 
     recommended = run_config_from_flat({"recipe": "recommended"})
@@ -171,7 +172,7 @@ def test_recommended_recipe_sets_its_scheme_and_given_options_win(tmp_path) -> N
     assert (recommended.train.selection, recommended.train.multi_loss, recommended.train.loss) == ("bam-p", True, "full")
     assert recommended.train.negatives == "shared" and recommended.eval.protocol == "standard"  # none of the original's
     assert run_config_from_flat({"recipe": "recommended", "loss": "sampled"}).train.loss == "sampled"
-    data = make_dataset(tmp_path / "data")
+    data = make_tiny_dataset(tmp_path / "data", num_users=60, num_items=40, max_len=20)
     result = bamrec.train(tiny_config(data, recipe="recommended"), tmp_path / "run", verbose=False)
     config = json.loads((result.run_dir / "config.json").read_text())["config"]
     assert config["train"]["recipe"] == "recommended" and config["train"]["loss"] == "full"
