@@ -13,7 +13,7 @@ from bamrec.compat.recipe import ORIGINAL, SECTION, WHERE
 from bamrec.config import CHOICES, ModelConfig, TrainConfig, run_config_from_dict, run_config_from_flat, to_dict
 from bamrec.errors import ConfigError
 from bamrec.models import MIND, build_backbone, resolve_presets
-from bamrec.models.mind import coupling_weights
+from bamrec.models.layers import coupling_weights
 from bamrec.training import checkpoint as ckpt
 from bamrec.training import losses
 

@@ -15,6 +15,7 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, LeaveOneOut, gather_windows
 from bamrec.data.synthetic import load_ground_truth
 from bamrec.evaluation.diagnostics import compute_diagnostics
+from bamrec.models.inference import inference_fn
 
 MAX_USERS = 20_000  # diagnostics on a seeded subset beyond this: they describe the model, not the metric
 DIAGNOSTICS_CUTOFF = 20
@@ -28,10 +29,11 @@ def view_interests(backbone: torch.nn.Module, dataset: SequenceDataset, view: Ev
     items = torch.from_numpy(dataset.items).to(device)
     starts = torch.from_numpy(view.history_start).to(device)
     ends = torch.from_numpy(view.history_end).to(device)
+    interests = inference_fn(backbone)
     chunks = []
     for lo in range(0, len(view), batch_size):
         history, mask = gather_windows(items, starts[lo: lo + batch_size], ends[lo: lo + batch_size], seq_len)
-        chunks.append(backbone(history, mask).float().cpu())  # [b, K, D]
+        chunks.append(interests(history, mask).float().cpu())  # [b, K, D]
     return torch.cat(chunks)
 
 

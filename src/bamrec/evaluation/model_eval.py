@@ -2,7 +2,8 @@
 Python API (``Run.evaluate``) and the CLI share.
 
 It puts the backbone in eval mode for the duration (restoring its mode afterwards), takes the item
-table once under ``inference_mode`` and hands everything to :func:`bamrec.evaluation.ranking.evaluate`
+table once under ``inference_mode`` and hands its inference function (``bamrec.models.inference``)
+and everything else to :func:`bamrec.evaluation.ranking.evaluate`
 with the run's ``seq_len`` and evaluation chunk sizes.
 """
 
@@ -17,6 +18,7 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView
 from bamrec.evaluation.metrics import EvalResult
 from bamrec.evaluation.ranking import evaluate
+from bamrec.models.inference import inference_fn
 
 
 def evaluate_model_result(
@@ -37,7 +39,7 @@ def evaluate_model_result(
         with torch.inference_mode():
             item_embeddings = backbone.item_embeddings().detach()  # [N + 1, D]
         return evaluate(
-            backbone, item_embeddings, dataset, view,
+            inference_fn(backbone), item_embeddings, dataset, view,
             seq_len=config.model.seq_len, protocol=protocol,
             cutoffs=tuple(cutoffs) if cutoffs else config.eval.cutoffs,
             user_batch_size=config.eval.user_batch_size, item_chunk_size=config.eval.item_chunk_size,

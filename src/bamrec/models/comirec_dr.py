@@ -5,7 +5,7 @@ Recommendation.* KDD 2020 (the "DR" variant). Not part of the BaM code; provided
 backbone for BaM's selection and losses (J. Lee, J. Yun, U Kang, IEEE BigData 2024).
 
 Each interest k has its own map ``W_k [D, D]``: ``ê_{k|l} = W_k e_l``. Routing as in
-``bamrec.models.mind.dynamic_routing``: ``routing_iters`` rounds with squash, all rounds but the last
+``bamrec.models.layers.dynamic_routing``: ``routing_iters`` rounds with squash, all rounds but the last
 on gradient-stopped predictions. The coupling weights of a position are a softmax over the K
 interests (CapsNet, Sabour et al. 2017; ComiRec's code), and the routing logits start at zero.
 
@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.comirec_sa import init_parameters
-from bamrec.models.mind import dynamic_routing
+from bamrec.models.layers import dynamic_routing, init_parameters
 
 
 class ComiRecDR(MultiInterestBackbone):

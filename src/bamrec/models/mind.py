@@ -11,7 +11,7 @@ normalises over interests instead); the first ``routing_iters - 1`` rounds read 
 gradient-stopped ``Ê`` (only the last weighted sum carries gradient); no ReLU layer. MIND's
 label-aware attention and per-user interest count are not part of it.
 
-The routing itself (``dynamic_routing``, ``squash``) lives here and is shared with ComiRec-DR.
+The routing itself (``dynamic_routing``, ``squash``) is in ``bamrec.models.layers``, shared with ComiRec-DR.
 
 Routing options (``ModelConfig``; ``docs/models.md``):
 
@@ -44,85 +44,11 @@ Deviations (defaults; each has its original counterpart as an option above):
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.comirec_sa import init_parameters
-
-_SQUASH_EPS = 1e-9
-
-
-def squash(capsules: torch.Tensor) -> torch.Tensor:
-    """Capsule squash ``|s|^2 / (1 + |s|^2) * s / |s|`` over the last dimension (Sabour et al. 2017)."""
-    norm2 = capsules.square().sum(-1, keepdim=True)  # [..., 1]
-    return capsules * (norm2 / (1.0 + norm2) / torch.sqrt(norm2 + _SQUASH_EPS))
-
-
-Over = Literal["positions", "positions-padded", "interests"]
-ROUTING_OVER: dict[str, Over] = {"valid": "positions", "padded": "positions-padded", "interests": "interests"}
-
-
-def coupling_weights(logits: torch.Tensor, mask: torch.Tensor, over: Over) -> torch.Tensor:
-    """Routing weights ``[B, K, L]`` from ``logits [B, K, L]``; padded positions get weight 0.
-
-    ``over="positions"``: softmax over the valid positions of each interest.
-    ``over="positions-padded"``: softmax over all L positions, then padding zeroed without
-    renormalising (the original BaM code's MIND).
-    ``over="interests"``: softmax over the K interests of each position (MIND paper's B2I,
-    ComiRec-DR, CapsNet).
-    """
-    valid = mask[:, None, :]  # [B, 1, L]
-    if over == "positions":
-        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-        weights = torch.softmax(logits, dim=-1)  # [B, K, L]
-    elif over == "positions-padded":
-        weights = torch.softmax(logits, dim=-1)  # [B, K, L]
-    else:
-        weights = torch.softmax(logits, dim=1)  # [B, K, L]
-    return weights * valid.to(weights.dtype)  # [B, K, L]
-
-
-def dynamic_routing(
-    item_hat: torch.Tensor,
-    logits: torch.Tensor,
-    mask: torch.Tensor,
-    iters: int,
-    over: Over,
-) -> torch.Tensor:
-    """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat``.
-
-    ``item_hat`` is ``[B, 1, L, D]`` (one map shared by all interests) or ``[B, K, L, D]`` (one map per
-    interest); ``logits [B, K, L]`` are the initial routing logits (no gradient). All rounds but the
-    last read ``item_hat.detach()``, so gradient reaches ``item_hat`` only through the final
-    weighted sum, as in the original MIND/ComiRec code.
-    """
-    if iters < 1:
-        raise ValueError(f"routing needs at least one round, got {iters}")
-    shared = item_hat.shape[1] == 1
-    if shared:
-        # One map for all interests: plain bmm on [B, L, D] instead of broadcasting a K axis, which
-        # would materialise K copies of item_hat in the forward and the backward pass.
-        item_hat = item_hat.squeeze(1)  # [B, L, D]
-    frozen = item_hat.detach()
-    logits = logits.detach()
-    for i in range(iters):
-        last = i == iters - 1
-        source = item_hat if last else frozen  # [B, L, D] shared, [B, K, L, D] per interest
-        weights = coupling_weights(logits, mask, over)  # [B, K, L]
-        if shared:
-            capsules = squash(torch.bmm(weights, source))  # [B, K, D]
-        else:
-            capsules = squash(torch.matmul(weights.unsqueeze(2), source).squeeze(2))  # [B, K, D]
-        if not last:
-            if shared:
-                agreement = torch.bmm(capsules, source.transpose(1, 2))  # [B, K, L]
-            else:
-                agreement = torch.matmul(source, capsules.unsqueeze(-1)).squeeze(-1)  # [B, K, L]
-            logits = logits + agreement
-    return capsules  # [B, K, D]
+from bamrec.models.layers import ROUTING_OVER, dynamic_routing, init_parameters
 
 
 class MIND(MultiInterestBackbone):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.comirec_sa import init_parameters
+from bamrec.models.layers import init_parameters
 
 
 class CausalSelfAttention(nn.Module):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.comirec_sa import init_parameters
+from bamrec.models.layers import init_parameters
 
 
 class SingleInterest(MultiInterestBackbone):

@@ -27,6 +27,7 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import gather_windows
 from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
 from bamrec.evaluation.ranking import Csr, history_csr
+from bamrec.models.inference import inference_fn
 
 InterestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -239,12 +240,15 @@ def coerce_id(value: Any, ids: np.ndarray) -> Any:
 
 
 def module_interest_fn(model: torch.nn.Module) -> InterestFn:
-    """``history, mask -> interests`` of a backbone, in eval mode and without autograd."""
+    """``history, mask -> interests`` of a backbone, in eval mode and without autograd, through its
+    inference function (``bamrec.models.inference``: a snapshot of the weights, so make a new one
+    after they change)."""
+    forward = inference_fn(model)
 
     def interests(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if model.training:
             raise BamrecError("the model is in training mode; call model.eval() before serving it")
         with torch.inference_mode():
-            return model(history, mask)
+            return forward(history, mask)
 
     return interests
