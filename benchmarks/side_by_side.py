@@ -44,7 +44,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
-from bamrec.cli.threads import default_threads  # noqa: E402
+from bamrec.threads import default_threads  # noqa: E402
 
 TIME_ORIGINAL = REPO.parent / "shared" / "baselines" / "bam-original" / "time_original.py"
 REFERENCE_CKPT = REPO.parent / "shared" / "data" / "bam-reference" / "ml1m" / "BaM_p_T1" / "model.pt"
