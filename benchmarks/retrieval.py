@@ -42,7 +42,7 @@ from bamrec.retrieval.recommend import topk_items  # noqa: E402
 def _run_queries(path: str) -> tuple[Any, torch.Tensor, torch.Tensor, list]:
     from bamrec.api import load_run
     from bamrec.data.split import gather_windows
-    from bamrec.evaluation.ranking import history_csr
+    from bamrec.data.csr import history_csr
 
     run = load_run(path)
     dataset = run.dataset()

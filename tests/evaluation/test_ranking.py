@@ -23,7 +23,8 @@ import torch
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import LeaveOneOut
 from bamrec.errors import BamrecError, ConfigError, DataError
-from bamrec.evaluation import Csr, evaluate, rank_targets
+from bamrec.data.csr import Csr
+from bamrec.evaluation import evaluate, rank_targets
 
 EMB = torch.tensor([[2.5, 0], [3, 0], [0, 2], [2, -1], [1, 1], [-1, -2], [-2, 4]], dtype=torch.float32)
 INTERESTS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # [K, D]

@@ -14,7 +14,7 @@ import torch
 
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import ConfigError, DataError
-from bamrec.evaluation import Csr
+from bamrec.data.csr import Csr
 from bamrec.retrieval import recommend, topk_items
 from bamrec.retrieval.recommend import as_csr, order_keys
 

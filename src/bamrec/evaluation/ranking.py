@@ -25,26 +25,20 @@ exact zeros of the ``reference`` protocol). The target's own column is never cou
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from bamrec.config import PROTOCOLS
+from bamrec.data.csr import Csr, csr_pairs, csr_rows, history_csr, window_csr
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, gather_windows
 from bamrec.errors import BamrecError, ConfigError, DataError
 from bamrec.evaluation.metrics import DEFAULT_CUTOFFS, EvalResult, check_cutoffs
 
 InterestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Csr(NamedTuple):
-    """Per-user item-id lists in CSR form: user ``b`` owns ``ids[offsets[b]:offsets[b + 1]]``."""
-
-    offsets: torch.Tensor  # int64 [B + 1]
-    ids: torch.Tensor  # int64 [nnz]
 
 
 def check_protocol(protocol: str) -> str:
@@ -105,45 +99,6 @@ def release_freed_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
-
-
-def history_csr(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> Csr:
-    """The whole CSR slices ``items[start:end]`` of a batch, as a Csr (one gather, no Python loop)."""
-    lengths = ends - starts  # [B]
-    offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64, device=items.device)
-    torch.cumsum(lengths, 0, out=offsets[1:])
-    total = int(offsets[-1])
-    # Entry j of row b sits at items[starts[b] + (j - offsets[b])].
-    shift = torch.repeat_interleave(starts - offsets[:-1], lengths, output_size=total)  # [nnz]
-    positions = shift + torch.arange(total, device=items.device)  # [nnz]
-    return Csr(offsets, items[positions].long())
-
-
-def window_csr(history: torch.Tensor) -> Csr:
-    """Every id of the model's input windows ``history [B, L]`` (padding zeros included) as a Csr."""
-    batch, length = history.shape
-    offsets = torch.arange(batch + 1, device=history.device, dtype=torch.int64) * length  # [B + 1]
-    return Csr(offsets, history.reshape(-1).long())
-
-
-def csr_pairs(exclusion: Csr, batch: int, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a Csr over ``batch`` users and ``num_rows`` item rows; return ``(rows, ids)`` [nnz] each."""
-    offsets, ids = exclusion.offsets.long(), exclusion.ids.long()
-    if offsets.ndim != 1 or len(offsets) != batch + 1:
-        raise DataError(
-            f"exclusion offsets must have {batch + 1} entries (users + 1), got shape {tuple(offsets.shape)}"
-        )
-    if int(offsets[0]) != 0 or int(offsets[-1]) != len(ids) or bool((offsets[1:] < offsets[:-1]).any()):
-        raise DataError("exclusion offsets must start at 0, never decrease and end at the number of ids")
-    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_rows):
-        raise DataError(f"exclusion ids must lie in [0, {num_rows - 1}] (the item table's rows)")
-    return csr_rows(offsets, len(ids)), ids
-
-
-def csr_rows(offsets: torch.Tensor, nnz: int) -> torch.Tensor:
-    """The owning row of every CSR entry, int64 [nnz]."""
-    batch = len(offsets) - 1
-    return torch.repeat_interleave(torch.arange(batch, device=offsets.device), torch.diff(offsets), output_size=nnz)
 
 
 def check_shapes(interests: torch.Tensor, item_embeddings: torch.Tensor) -> None:

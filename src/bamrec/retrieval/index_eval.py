@@ -22,7 +22,8 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, gather_windows
 from bamrec.errors import ConfigError, DataError
 from bamrec.evaluation.metrics import DEFAULT_CUTOFFS, EvalResult, check_cutoffs
-from bamrec.evaluation.ranking import Csr, InterestFn, check_positive, csr_rows, history_csr
+from bamrec.data.csr import Csr, csr_rows, history_csr
+from bamrec.evaluation.ranking import InterestFn, check_positive
 
 
 def _exclusion_without_target(exclusion: Csr, targets: torch.Tensor) -> Csr:

@@ -20,17 +20,8 @@ import torch
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import gather_windows
 from bamrec.errors import ConfigError, DataError
-from bamrec.evaluation.ranking import (
-    Csr,
-    InterestFn,
-    check_finite,
-    check_positive,
-    check_shapes,
-    csr_pairs,
-    history_csr,
-    pairs_in_chunk,
-    score_chunk,
-)
+from bamrec.data.csr import Csr, csr_pairs, history_csr
+from bamrec.evaluation.ranking import InterestFn, check_finite, check_positive, check_shapes, pairs_in_chunk, score_chunk
 
 Exclude = Csr | tuple | Sequence | None
 _KEY_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

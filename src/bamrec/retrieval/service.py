@@ -26,7 +26,7 @@ import torch
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import gather_windows
 from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
-from bamrec.evaluation.ranking import Csr, history_csr
+from bamrec.data.csr import Csr, history_csr
 from bamrec.models.inference import inference_fn
 
 InterestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
