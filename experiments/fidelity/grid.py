@@ -9,7 +9,7 @@ run directories go to --runs, outside the repository). A cell is (model, scheme,
 - variant ``bamrec``: our defaults as they were when the grid ran (MIND routing_norm = "valid", pinned
   here; the default is now "interests", which the grid measured as ``+routing_norm=interests``);
   ``original``: ``recipe=original``; ``+<option>``: those defaults
-  with that one option set to the original's value (bamrec.compat.recipe.ORIGINAL).
+  with that one option set to the original's value (bamrec.recipes.ORIGINAL).
 
 Every cell trains with the same budget (--max-iters, --eval-every; see docs/fidelity.md) and is
 tested under both evaluation protocols (MIND's random routing, where on, is seeded before each).
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import bamrec
-from bamrec.compat.recipe import ORIGINAL
+from bamrec.recipes import ORIGINAL
 
 HERE = Path(__file__).resolve().parent
 SCHEMES = {"hard": {"selection": "hard"}, "bamp-multi": {"selection": "bam-p", "multi_loss": True}}

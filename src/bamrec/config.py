@@ -80,7 +80,7 @@ class TrainConfig:
     select_metric: str = "recall@10"  # validation metric of early stopping / the best checkpoint (its cutoff is always evaluated)
     valid_users: int = 0  # standard: fixed users (0 = all, else a seeded subset); reference: users drawn per check (0 = 1000)
     valid_protocol: str = "standard"  # the validation step at each check, one of VALID_PROTOCOLS ("reference": the original's)
-    recipe: str = "bamrec"  # preset filling every option not given: "bamrec" (our defaults), "original" or "recommended" (bamrec.compat.recipe)
+    recipe: str = "bamrec"  # preset filling every option not given: "bamrec" (our defaults), "original" or "recommended" (bamrec.recipes)
     seed: int = 2021  # seeds sampling, initialisation and the validation subset
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     progress: bool = True  # show a tqdm progress bar
@@ -258,8 +258,8 @@ def run_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    # The recipe (bamrec.compat.recipe, a plain table) fills the options it sets that are not given.
-    from bamrec.compat.recipe import apply_recipe
+    # The recipe (bamrec.recipes, a plain table) fills the options it sets that are not given.
+    from bamrec.recipes import apply_recipe
 
     values = apply_recipe(values)
     data = values.get("data", "")
@@ -291,7 +291,7 @@ def run_config_from_flat(values: Mapping[str, Any], base: RunConfig | None = Non
     nested: dict[str, Any] = to_dict(base) if base is not None else {"model": {}, "train": {}, "eval": {}}
     where = flat_fields()
     if base is not None and "recipe" in values:
-        from bamrec.compat.recipe import SECTION, recipe_values
+        from bamrec.recipes import SECTION, recipe_values
 
         check_choice("recipe", str(values["recipe"]))
         for option, value in recipe_values(str(values["recipe"])).items():

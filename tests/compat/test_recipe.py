@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bamrec
-from bamrec.compat.recipe import ORIGINAL, SECTION, WHERE
+from bamrec.recipes import ORIGINAL, SECTION, WHERE
 from bamrec.config import CHOICES, ModelConfig, TrainConfig, run_config_from_dict, run_config_from_flat, to_dict
 from bamrec.errors import ConfigError
 from bamrec.models import MIND, build_backbone, resolve_presets
@@ -164,7 +164,7 @@ def test_import_reference_writes_a_mind_run_that_loads_and_evaluates(tmp_path, m
 
 
 def test_recommended_recipe_sets_its_scheme_and_given_options_win(tmp_path, make_tiny_dataset) -> None:
-    from bamrec.compat.recipe import RECOMMENDED
+    from bamrec.recipes import RECOMMENDED
 
     recommended = run_config_from_flat({"recipe": "recommended"})
     for option, value in RECOMMENDED.items():

@@ -3,7 +3,7 @@
 The imported run is evaluated and used like one of ours (``bamrec evaluate RUN --protocol reference``
 reproduces the original evaluator's numbers). The run's config records how the released checkpoints
 were trained (ComiRec-SA with REMI's hard negatives, BaM selection, multi-interest loss; MIND under
-the ``original`` recipe, ``bamrec.compat.recipe``); those training options only matter if the run
+the ``original`` recipe, ``bamrec.recipes``); those training options only matter if the run
 is trained further. An imported MIND routes as the original (``routing_norm="padded"``); its
 evaluation starts routing from a fixed seeded draw (``routing_eval="fixed"``, reproducible) unless
 ``routing_eval="random"`` asks for the original's fresh draw per forward pass.
