@@ -21,6 +21,7 @@ examples:
   bamrec data prepare amazon2023 --category Video_Games --min-user-count 5 --out prepared/games
   bamrec data prepare Beauty.txt --format sequence --out prepared/beauty
   bamrec data prepare log.csv --user-col uid --item-col iid --time-col ts --out prepared/log
+  bamrec data prepare log.csv --user-col uid --item-col iid --items items.csv --out prepared/log  # + titles
 """
 
 
@@ -82,6 +83,12 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--item-col", metavar="NAME", help="item id column (csv, tsv, parquet, jsonl)")
     parser.add_argument("--time-col", metavar="NAME",
                         help="integer timestamp column; without it the file order is the time order")
+    parser.add_argument("--items", metavar="FILE",
+                        help="item metadata (csv, tsv, parquet, jsonl): an item id column and any others (title, "
+                        "category, url, image); a 'title' column is shown next to ids. The ml-1m / ml-100k "
+                        "presets read movies.dat / u.item from beside the ratings without it")
+    parser.add_argument("--items-id-col", metavar="NAME",
+                        help="the item id column of --items (default: the first of item, item_id, itemId, id)")
     parser.add_argument("--mirror", metavar="URL",
                         help="download from this base URL instead of the publisher's (or set BAMREC_MIRROR)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
@@ -123,7 +130,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         min_user_count=args.min_user_count, min_item_count=args.min_item_count, dedupe=args.dedupe,
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col, overwrite=args.overwrite,
         progress=args.progress, mirror=args.mirror, echo=stderr_echo, id_type=args.id_type,
-        delimiter=args.delimiter,
+        delimiter=args.delimiter, items=args.items, items_id_col=args.items_id_col,
     )
     stats = dataset.stats()
     print(f"wrote {args.out}: {stats['users']:,} users, {stats['items']:,} items, "
@@ -135,11 +142,17 @@ def run_stats(args: argparse.Namespace) -> int:
     """Print the statistics as a table, or as one JSON object."""
     from bamrec.data.sequences import SequenceDataset
 
-    stats = SequenceDataset.load(args.path).stats()
+    from bamrec.data.metadata import describe
+
+    dataset = SequenceDataset.load(args.path)
+    stats = dataset.stats()
     if args.json:
         print(json.dumps(stats))
         return 0
     print(format_stats(stats))
+    line = describe(dataset.manifest.get("item_metadata"))
+    if line:
+        print(f"metadata  {line}")
     return 0
 
 

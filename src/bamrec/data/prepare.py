@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bamrec.data import parquet_parts
+from bamrec.data.metadata import AlignedMetadata, align_metadata, read_items_file, read_movielens_items, save_metadata
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.sources import DEFAULT_ID_TYPES, Interactions, RawFile, read_interactions
 from bamrec.errors import ConfigError, DataError
@@ -285,13 +286,17 @@ def prepare_dataset(
     echo: Echo | None = None,
     id_type: str | None = None,
     delimiter: str | None = None,
+    items: str | Path | None = None,
+    items_id_col: str | None = None,
 ) -> SequenceDataset:
     """Read ``source`` (a registered dataset name or a file path), build and save it to ``out``.
 
     Registered datasets are read from ``from_path`` (a folder, zip or file) or downloaded into
     the cache. ``id_type`` (``"str"`` or ``"int"``; None: the format's default,
     ``sources.DEFAULT_ID_TYPES``) says how ids compare. ``echo`` receives progress notes and
-    warnings (users too short for leave-one-out, a skipped header line).
+    warnings (users too short for leave-one-out, a skipped header line). ``items`` is an item
+    metadata file (``bamrec.data.metadata``; its id column ``items_id_col``); the MovieLens presets
+    read theirs from beside the ratings when ``items`` is not given.
     """
     from bamrec.data import registry
 
@@ -302,6 +307,11 @@ def prepare_dataset(
     if id_type is not None and id_type not in ID_TYPES:
         raise ConfigError(f"--id-type must be one of {', '.join(ID_TYPES)}, got {id_type!r}")
     chosen_id_type = id_type
+    if items is not None and not Path(items).is_file():
+        raise DataError(f"--items {items}: no such file")
+    if items is None and items_id_col is not None:
+        raise ConfigError("--items-id-col names the id column of --items FILE; give --items too")
+    preset_items = None
     if str(source) in registry.DATASETS:
         raw, layout = registry.raw_file(str(source), category=category, fmt=fmt, from_path=from_path,
                                         mirror=mirror, progress=progress, echo=echo)
@@ -313,6 +323,7 @@ def prepare_dataset(
                                          time_col=columns[2], id_type=id_type)
         source_name = str(source)
         raw_info = raw_file_info(raw)
+        preset_items = registry.item_file(str(source), raw) if items is None else None
     elif parquet_parts.is_parts_source(source):
         _check_parts_options(fmt, from_path, category)
         interactions, raw_info = parquet_parts.read_parquet_parts(source, user_col, item_col, time_col)
@@ -349,8 +360,35 @@ def prepare_dataset(
     note = integer_like_note(dataset) if chosen_id_type is None else None
     if note is not None and echo is not None:
         echo(f"note: {note}")
+    metadata = _item_metadata(dataset, items, items_id_col, preset_items, str(source), echo)
+    if metadata is not None:
+        dataset.manifest["item_metadata"] = metadata.manifest()
     dataset.save(out, overwrite=overwrite)
+    save_metadata(metadata, out)
     return dataset
+
+
+def _item_metadata(dataset: SequenceDataset, items: str | Path | None, id_col: str | None,
+                   preset: RawFile | None, source: str, echo: Echo | None) -> AlignedMetadata | None:
+    """The item metadata of ``--items`` or of a MovieLens preset, aligned to the dataset's items."""
+    from bamrec.data import registry
+
+    if items is not None:
+        frame, column = read_items_file(items, id_col)
+        name = str(Path(items).resolve())
+    elif preset is not None:
+        frame, column, name = read_movielens_items(preset, source), "item", preset.name
+    else:
+        if source in registry.ITEM_FILES and echo is not None:
+            echo(f"note: no {registry.ITEM_FILES[source]} beside the ratings: items get no titles")
+        return None
+    metadata = align_metadata(frame, column, dataset.item_ids, name)
+    if echo is not None:
+        echo(f"item metadata: {metadata.described:,} of {dataset.num_items:,} items described by {name} "
+             f"(columns: {', '.join(metadata.frame.columns[1:])})")
+        for text in metadata.warnings:
+            echo(f"warning: {text}")
+    return metadata
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -192,3 +192,20 @@ def fetch(spec: DatasetSpec, layout: RawLayout, *, mirror: str | None = None, pr
             echo(f"downloading {url} to {dest}")
         download.download(url, dest, md5=md5, progress=progress)
     return _in_archive(layout, dest) if layout.member is not None else RawFile(dest)
+
+
+ITEM_FILES = {"ml-1m": "movies.dat", "ml-100k": "u.item"}  # the presets' item metadata, beside the ratings
+
+
+def item_file(name: str, ratings: RawFile) -> RawFile | None:
+    """The item metadata file of registered dataset ``name`` beside its ratings file ``ratings`` (the
+    same archive folder, or the same directory), or None when the dataset has none or it is absent."""
+    wanted = ITEM_FILES.get(name)
+    if wanted is None:
+        return None
+    if ratings.member is not None:
+        member = str(Path(ratings.member).with_name(wanted))
+        with zipfile.ZipFile(ratings.path) as zf:
+            return RawFile(ratings.path, member) if member in zf.namelist() else None
+    candidate = ratings.path.with_name(wanted)
+    return RawFile(candidate) if candidate.is_file() else None
