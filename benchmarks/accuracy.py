@@ -21,7 +21,7 @@ from _common import environment, markdown_table, write_json  # noqa: E402
 
 from bamrec.api import load_run, train  # noqa: E402
 from bamrec.config import run_config_from_flat  # noqa: E402
-from bamrec.training import checkpoint as ckpt  # noqa: E402
+from bamrec.rundir import layout as ckpt  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from bamrec.errors import BamrecError, RunDirError
 from bamrec.evaluation.model_eval import evaluate_model_result
 from bamrec.models import build_backbone
 from bamrec.retrieval.service import Candidates, ExactSearch, Query, Recommendation, module_interest_fn
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 from bamrec.training.callbacks import CheckCallback
 from bamrec.training.objective import Objective
 from bamrec.devices import resolve_device

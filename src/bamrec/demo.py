@@ -20,7 +20,7 @@ from typing import Any, Callable
 from bamrec.config import run_config_from_flat
 from bamrec.data.synthetic import SyntheticConfig, write_synthetic
 from bamrec.errors import RunDirError
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 from bamrec.training.trainer import train
 
 

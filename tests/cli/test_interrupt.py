@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bamrec.cli import main
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
          "--num-negatives", "10", "--eval-every", "20", "--max-iters", "20", "--no-progress"]

@@ -14,7 +14,7 @@ from bamrec.config import CHOICES, ModelConfig, TrainConfig, run_config_from_dic
 from bamrec.errors import ConfigError
 from bamrec.models import MIND, build_backbone, resolve_presets
 from bamrec.models.layers import coupling_weights
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 from bamrec.training import losses
 
 TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bamrec.api import train
 from bamrec.config import run_config_from_flat
 from bamrec.experiments.cell import _finished_training
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 
 def test_signal_interrupted_training_is_not_finished(tmp_path, data_dir):

@@ -12,7 +12,7 @@ from bamrec.experiments import load_experiment, parse_experiment, run_experiment
 from bamrec.experiments.aggregate import aggregate, find_baseline
 from bamrec.errors import ConfigError
 from bamrec.experiments.cell import CELL_FORMAT
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,
             max_iters=40)

@@ -9,8 +9,8 @@ import torch
 
 import bamrec
 from bamrec.config import CHOICES
-from bamrec.training import checkpoint as ckpt
-from bamrec.training import resume
+from bamrec.rundir import layout as ckpt
+from bamrec.rundir import resume
 from bamrec.training.callbacks import Check
 from bamrec.training.early_stopping import EarlyStopping
 from bamrec.training.validation import VALIDATIONS

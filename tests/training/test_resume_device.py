@@ -11,7 +11,7 @@ import shutil
 import torch
 
 import bamrec
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 from .test_trainer import config, data_dir  # noqa: F401  (fixture)
 

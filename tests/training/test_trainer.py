@@ -13,7 +13,7 @@ from bamrec.api import load_run
 from bamrec.config import run_config_from_flat
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import BamrecError, RunDirError
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 TINY = dict(seq_len=8, hidden_size=8, num_interests=2, batch_size=16, num_negatives=10, eval_every=20,
             max_iters=40, patience=50, progress=False)

@@ -6,7 +6,7 @@ import io
 import re
 
 import bamrec
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 from bamrec.training.callbacks import Check, ProgressBar
 
 from .test_trainer import config, data_dir  # noqa: F401  (fixture)

@@ -18,7 +18,7 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import RunDirError
 from bamrec.models import REMI_BETA
 from bamrec.compat.reference import load_reference_checkpoint, reference_state_to_backbone
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 from bamrec.training.objective import Objective
 
 

@@ -428,7 +428,7 @@ def plot_curves(configurations: list[dict[str, Any]], datasets: list[str], colou
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     """Write ``results.json``, ``results.md`` and ``plots/`` under ``out``; returns the results."""
     result = aggregate(experiment, out / "cells")
-    from bamrec.training.checkpoint import write_json
+    from bamrec.rundir.layout import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", _json_safe(result))

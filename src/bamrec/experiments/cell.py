@@ -99,7 +99,7 @@ CURVE_METRICS = ("recall@10", "recall@20")  # the validation metrics a cell's cu
 def validation_curve(run_dir: Path) -> dict[str, list]:
     """The validation checks of a run as columns: ``iter``, ``time_s`` (training wall time since the
     start, checks included) and each of ``CURVE_METRICS`` (None where a check did not compute it)."""
-    from bamrec.training import checkpoint as ckpt
+    from bamrec.rundir import layout as ckpt
 
     lines = ckpt.read_jsonl(run_dir / ckpt.METRICS_FILE) if (run_dir / ckpt.METRICS_FILE).is_file() else []
     curve: dict[str, list] = {"iter": [line.get("iter") for line in lines],
@@ -128,7 +128,7 @@ def far_target_recall(config, users, ranks: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finished_training(run_dir: Path, config) -> bool:
-    from bamrec.training import checkpoint as ckpt
+    from bamrec.rundir import layout as ckpt
 
     summary = run_dir / ckpt.SUMMARY_FILE
     if not summary.is_file() or not (run_dir / ckpt.WEIGHTS_FILE).is_file():
@@ -147,7 +147,7 @@ def _interrupted(stopped: object) -> bool:
 def _identity(config) -> dict[str, Any]:
     """A config without the options that only say how it runs (device, progress bar)."""
     from bamrec.models import resolve_presets
-    from bamrec.training import checkpoint as ckpt
+    from bamrec.rundir import layout as ckpt
 
     values = ckpt.to_dict(resolve_presets(config))  # saved configs are resolved (remi_beta None -> 0.01 / 0)
     for key in ("device", "progress"):
@@ -173,7 +173,7 @@ def run_cell(job: dict[str, Any]) -> int:
     from bamrec.config import run_config_from_flat
     from bamrec.devices import resolve_device
     from bamrec.models import resolve_presets
-    from bamrec.training import checkpoint as ckpt
+    from bamrec.rundir import layout as ckpt
 
     threads = int(job.get("threads") or 1)
     torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """Run directories read for reporting, and the markdown table that compares them.
 
-A run directory (written by the trainer, ``bamrec.training.checkpoint``) holds ``config.json``,
+A run directory (written by the trainer, ``bamrec.rundir.layout``) holds ``config.json``,
 ``metrics.jsonl``, ``summary.json`` and ``diagnostics.json``. Only ``config.json`` or one of the
 others is needed: a run still training has no summary yet, an old run may lack diagnostics, and
 the table leaves those cells blank instead of failing.
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from bamrec.errors import RunDirError
 from bamrec.evaluation.diagnostics import selection_over_training
-from bamrec.training.checkpoint import CONFIG_FILE, DIAGNOSTICS_FILE, METRICS_FILE, SUMMARY_FILE
+from bamrec.rundir.layout import CONFIG_FILE, DIAGNOSTICS_FILE, METRICS_FILE, SUMMARY_FILE
 
 _RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)
 SELECTION_METRIC = "recall@10"  # the default select_metric: the trainer keeps the best checkpoint by it

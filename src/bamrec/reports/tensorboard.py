@@ -61,7 +61,7 @@ def export_metrics(run_dir: str | Path, log_dir: str | Path) -> Path:
     """Write every validation check of ``run_dir/metrics.jsonl`` to TensorBoard events in ``log_dir``.
 
     Starts ``log_dir`` afresh (a resumed run is replayed whole, never doubled)."""
-    from bamrec.training import checkpoint as ckpt
+    from bamrec.rundir import layout as ckpt
 
     clear_events(log_dir)
     logger = TensorBoardLogger(log_dir)

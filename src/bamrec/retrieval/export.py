@@ -120,7 +120,7 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     from bamrec.data.split import gather_windows
     from bamrec.retrieval.index import build_index
     from bamrec.retrieval.service import module_interest_fn
-    from bamrec.training.checkpoint import versions
+    from bamrec.rundir.layout import versions
 
     out = Path(out)
     checksums_before = run_checksums(run.path)

@@ -4,7 +4,7 @@ its share, rank 0 writes the run.
 - Data: each process draws its own batches, negatives and selection draws (generators seeded by rank),
   so ``batch_size`` is per process and the effective batch is ``batch_size * world_size``; DDP averages
   the gradients. ``--resume`` restores every rank's own streams: at each check the ranks' states are
-  gathered (:func:`gather_objects`) and saved one per rank (``training.resume``).
+  gathered (:func:`gather_objects`) and saved one per rank (``rundir.resume``).
 - Stopping: every decision that makes the loop stop goes through :func:`agree_on_stop`, called by every
   rank at the same iterations: the codes are combined by an all-reduce (max), so a non-finite loss on
   any one rank stops all of them at the same iteration, and none is left waiting in an all-reduce.

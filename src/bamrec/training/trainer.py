@@ -9,7 +9,7 @@ The parts the loop is made of, each in its own place:
 
 * the validation step: :mod:`bamrec.training.validation` (an object chosen by ``valid_protocol``);
 * early stopping: :class:`bamrec.training.early_stopping.EarlyStopping`;
-* the resume state (``last.ckpt``, typed, per process): :mod:`bamrec.training.resume`;
+* the resume state (``last.ckpt``, typed, per process): :mod:`bamrec.rundir.resume`;
 * per-check callbacks (log line, progress bar, extra loggers passed to ``train``):
   :mod:`bamrec.training.callbacks`;
 * DDP: the ranks agree on stopping in :func:`bamrec.training.distributed.agree_on_stop`, called by
@@ -42,8 +42,8 @@ from bamrec.devices import resolve_device  # re-exported: the one device check (
 from bamrec.errors import BamrecError
 from bamrec.evaluation.model_eval import evaluate_model, evaluate_model_result
 from bamrec.models import build_backbone, resolve_presets
-from bamrec.training import checkpoint as ckpt
-from bamrec.training import resume as resume_state
+from bamrec.rundir import layout as ckpt
+from bamrec.rundir import resume as resume_state
 from bamrec.training.callbacks import Check, CheckCallback, Log, LogCheck, ProgressBar
 from bamrec.training.distributed import (
     DistributedContext,

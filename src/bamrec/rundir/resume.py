@@ -38,7 +38,7 @@ import torch
 from bamrec.config import RunConfig, to_dict
 from bamrec.data.sampling import TrainSampler
 from bamrec.errors import RunDirError
-from bamrec.training import checkpoint as ckpt
+from bamrec.rundir import layout as ckpt
 
 RESUME_FORMAT = "bamrec-resume/2"
 MAY_CHANGE_ON_RESUME = frozenset({"max_iters", "patience", "progress", "device", "compile"})
