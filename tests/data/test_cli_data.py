@@ -49,7 +49,7 @@ def test_prepare_flags_reach_the_library(fixtures, tmp_path, capsys):
     ("args", "message"),
     [
         (["Beauty.txt"], "cannot tell the format"),
-        (["{fixtures}/bad_time.dat", "--format", "movielens-dat"], "bad_time.dat:3: timestamp '3OO' is not an integer"),
+        (["{fixtures}/bad_time.dat", "--format", "movielens-dat"], "bad_time.dat:3: timestamp '3OO' is neither a number nor an ISO-8601 date-time"),
         (["{fixtures}/uid_iid.txt", "--format", "nope"], "unknown format 'nope'"),
         (["ml-1m", "--from", "{tmp}"], "holds none of ratings.dat"),
         (["{fixtures}/uid_iid.txt", "--format", "uid-iid", "--min-user-count", "9"],

@@ -82,7 +82,8 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--user-col", metavar="NAME", help="user id column (csv, tsv, parquet, jsonl)")
     parser.add_argument("--item-col", metavar="NAME", help="item id column (csv, tsv, parquet, jsonl)")
     parser.add_argument("--time-col", metavar="NAME",
-                        help="integer timestamp column; without it the file order is the time order")
+                        help="timestamp column (integers, floats, ISO-8601 text or Parquet dates/times, one kind); "
+                             "without it the file order is the time order")
     parser.add_argument("--items", metavar="FILE",
                         help="item metadata (csv, tsv, parquet, jsonl): an item id column and any others (title, "
                         "category, url, image); a 'title' column is shown next to ids. The ml-1m / ml-100k "

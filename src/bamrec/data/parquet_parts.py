@@ -35,6 +35,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from bamrec.data.sources import Interactions
+from bamrec.data.timestamps import Where, time_key
 from bamrec.errors import ConfigError, DataError
 
 FORMAT = "parquet-parts"
@@ -172,8 +173,9 @@ def read_parquet_parts(
                         f"their columns are: {', '.join(present)}")
     for col in wanted:
         if kinds.get(col) == "other":
-            raise DataError(f"column {col!r} of {source} holds neither integers, strings nor dates/times; "
-                            "ids must be integers or strings, timestamps integers or dates/times")
+            raise DataError(f"column {col!r} of {source} holds neither integers, floats, strings nor "
+                            "dates/times; ids must be integers or strings, timestamps integers, floats, "
+                            "ISO-8601 text or dates/times")
         if kinds.get(col) == "null":
             raise DataError(f"column {col!r} of {source} has no values (every part stores it as nulls)")
     # polars takes the schema of the first part unless told: give the widest type of each kind, so
@@ -195,9 +197,11 @@ def read_parquet_parts(
     # costs one column at a time, not the table.
     columns = {name: frame.drop_in_place(name).rechunk() for name in list(frame.columns)}
     del frame
-    for role, col in (("user", user_col), ("item", item_col), ("time", time_col)):
-        if col is not None and columns[col].null_count():
+    for role, col in (("user", user_col), ("item", item_col)):
+        if columns[col].null_count():
             raise _locate_null(parts, bool(partition_keys), role, col, schema[col])
+    if time_col is not None:
+        columns[time_col] = time_key(columns[time_col], _part_row(parts))
     interactions = Interactions(columns[user_col], columns[item_col], columns.get(time_col), str(source), FORMAT)
     return interactions, parts_info(root, parts)
 
@@ -224,21 +228,29 @@ def _as_id(col: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _as_time(col: str, dtype: pl.DataType) -> pl.Expr:
-    """Timestamps as Int64: integers as they are, dates/times as their physical value, strings parsed
-    (one that is not an integer becomes null, and the null check names its part and row)."""
-    if dtype.is_temporal():
-        return pl.col(col).to_physical().cast(pl.Int64)
-    if dtype.is_integer():
-        return pl.col(col).cast(pl.Int64)
-    return pl.col(col).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
+    """Timestamps as stored where ``time_key`` reads the type (dates/times, integers, floats), else as
+    text (ISO-8601 or numbers written as text)."""
+    if dtype.is_temporal() or dtype.is_integer() or dtype.is_float():
+        return pl.col(col)
+    return pl.col(col).cast(pl.String)
+
+
+def _part_row(parts: list[Path]) -> Where:
+    """``where`` for ``time_key`` over the parts read in order: global row -> "part: row r" (error path)."""
+    def where(row: int) -> str:
+        ends = np.cumsum([pq.read_metadata(path).num_rows for path in parts])  # [parts]
+        n = int(np.searchsorted(ends, row, side="right"))
+        start = int(ends[n - 1]) if n else 0
+        return f"{parts[n]}: row {row - start + 1}"
+
+    return where
 
 
 def _locate_null(parts: list[Path], hive: bool, role: str, col: str, dtype: pl.DataType) -> DataError:
-    """The first part and row with a missing (or, for times, unparsable) value (error path: a loop)."""
-    what = {"user": "missing user id", "item": "missing item id"}.get(role, "missing or non-integer timestamp")
-    expr = _as_time(col, dtype) if role == "time" else pl.col(col)
+    """The first part and row with a missing id (error path: a loop)."""
+    what = f"missing {role} id"
     for path in parts:
-        column = pl.scan_parquet(path, hive_partitioning=hive).select(expr).collect().to_series()
+        column = pl.scan_parquet(path, hive_partitioning=hive).select(pl.col(col)).collect().to_series()
         bad = np.flatnonzero(column.is_null().to_numpy())
         if len(bad):
             return DataError(f"{path}: row {int(bad[0]) + 1}: {what} (column {col!r})")

@@ -38,6 +38,7 @@ from bamrec.data import parquet_parts
 from bamrec.data.metadata import AlignedMetadata, align_metadata, read_items_file, read_movielens_items, save_metadata
 from bamrec.data.sequences import SequenceDataset
 from bamrec.data.sources import DEFAULT_ID_TYPES, Interactions, RawFile, read_interactions
+from bamrec.data.timestamps import time_key
 from bamrec.errors import ConfigError, DataError
 
 Echo = Callable[[str], None]
@@ -60,8 +61,8 @@ def build_dataset(
 ) -> SequenceDataset:
     """Apply the ordering, dedupe, k-core and numbering rules to aligned columns (file order).
 
-    ``users``, ``items`` (ids: integers or strings) and ``times`` (integers, or None for "file
-    order is time order") are polars Series, numpy arrays or lists of equal length. ``id_type``:
+    ``users``, ``items`` (ids: integers or strings) and ``times`` (integers, floats, ISO-8601 text or
+    dates/times: :mod:`bamrec.data.timestamps`; None for "file order is time order") are polars Series, numpy arrays or lists of equal length. ``id_type``:
     ``"str"`` or ``"int"`` for both kinds of ids (see :func:`ids_as`); None keeps them as given
     (integers stay integers, strings stay strings and are never parsed). ``source`` names the
     input in error messages.
@@ -143,12 +144,9 @@ def integer_like_note(dataset: SequenceDataset) -> str | None:
 
 
 def _as_times(values: Any) -> np.ndarray:
+    """Int64 time order keys [nnz] of integers, floats, ISO-8601 text or dates/times (data.timestamps)."""
     series = values if isinstance(values, pl.Series) else pl.Series("time", values, strict=False)
-    if not series.dtype.is_integer():
-        raise DataError(f"timestamps must be integers, got {series.dtype}")
-    if series.null_count():
-        raise DataError(f"{series.null_count()} timestamps are missing")
-    return series.cast(pl.Int64).to_numpy()
+    return time_key(series, lambda row: f"timestamp {row + 1}").to_numpy()
 
 
 def encode_ids(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:

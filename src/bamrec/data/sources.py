@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from bamrec.data.timestamps import TimestampError, time_key
 from bamrec.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {
@@ -135,7 +136,7 @@ class Interactions:
 
     users: pl.Series  # [nnz] original user ids, Int64 or String
     items: pl.Series  # [nnz] original item ids, Int64 or String
-    times: pl.Series | None  # [nnz] Int64 timestamps; None: the file order is the time order
+    times: pl.Series | None  # [nnz] Int64 time order keys (data.timestamps); None: file order is time order
     source: str  # the file, for messages
     fmt: str  # the format it was read as
     warnings: tuple[str, ...] = ()  # what the reader did that the user should know (a skipped header)
@@ -409,16 +410,20 @@ def _check_not_empty(raw: RawFile, values: dict[str, pl.Series], lines: pl.Serie
             raise _line_error(raw, linenos[row], lines[row], f"empty {role} id")
 
 
-def _parse_times(raw: RawFile, times: pl.Series, lines: pl.Series | None, linenos: np.ndarray) -> pl.Series:
-    """Cast timestamps to Int64; the first one that is not an integer is an error naming its line."""
-    parsed = times.str.strip_chars().cast(pl.Int64, strict=False)
-    bad = np.flatnonzero(parsed.is_null().to_numpy())
-    if len(bad):
-        row = int(bad[0])
-        value = times[row]
-        what = "missing timestamp" if value is None else f"timestamp {value!r} is not an integer"
-        raise _line_error(raw, linenos[row], None if lines is None else lines[row], what)
-    return parsed
+def _parse_times(raw: RawFile, times: pl.Series, lines: pl.Series | None, linenos: np.ndarray,
+                 row_word: str = "") -> pl.Series:
+    """Timestamps as an Int64 ordering key (:func:`bamrec.data.timestamps.time_key`); the first
+    missing, unreadable or other-kind one is an error naming its line (``row_word``: "row " for
+    Parquet, whose rows are not lines) and, for line formats, showing the line."""
+    def where(row: int) -> str:
+        return f"{raw.name}: {row_word}{linenos[row]}" if row_word else f"{raw.name}:{linenos[row]}"
+
+    try:
+        return time_key(times, where)
+    except TimestampError as exc:
+        if lines is None:
+            raise
+        raise DataError(f"{exc}: {lines[exc.row][:120]!r}") from None
 
 
 def _line_error(raw: RawFile, lineno: int | np.integer, line: str | None, what: str) -> DataError:
@@ -459,16 +464,13 @@ def _read_table(raw: RawFile, fmt: str, user_col: str, item_col: str, time_col: 
 
 
 def _table_ids_and_times(frame: pl.DataFrame, user_col: str, item_col: str, time_col: str | None) -> pl.DataFrame:
-    """Parquet columns as Int64 or String ids, and Int64 (temporal: their physical value) or String times."""
-    def cast(name: str, temporal: bool) -> pl.Expr:
-        dtype = frame.schema[name]
-        if temporal and dtype.is_temporal():
-            return pl.col(name).to_physical().cast(pl.Int64)
-        return pl.col(name).cast(pl.Int64 if dtype.is_integer() else pl.String)
+    """Parquet columns as Int64 or String ids; times stay as stored (``time_key`` reads each type)."""
+    def cast(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Int64 if frame.schema[name].is_integer() else pl.String)
 
-    exprs = [cast(user_col, False), cast(item_col, False)]
+    exprs = [cast(user_col), cast(item_col)]
     if time_col is not None:
-        exprs.append(cast(time_col, True))
+        exprs.append(pl.col(time_col))
     return frame.select(exprs)
 
 
@@ -487,7 +489,7 @@ def _table_interactions(raw: RawFile, fmt: str, frame: pl.DataFrame, user_col: s
         missing = np.flatnonzero(column.is_null().to_numpy())
         if len(missing):
             raise DataError(f"{where(missing[0])}: missing timestamp (column {time_col!r})")
-        times = column if column.dtype == pl.Int64 else _parse_times(raw, column.cast(pl.String), None, linenos)
+        times = _parse_times(raw, column, None, linenos, "row " if fmt == "parquet" else "")
     return Interactions(frame.get_column(user_col), frame.get_column(item_col), times, raw.name, fmt)
 
 
