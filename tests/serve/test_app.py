@@ -131,8 +131,23 @@ def test_malformed_bodies_and_the_server_survives(server):
     huge = server.post("/recommend", content=b"{" + b" " * (5 << 20) + b"}",
                        headers={"content-type": "application/json"})
     assert huge.status_code == 413
-    assert server.get("/nothing").status_code == 404
     assert server.get("/health").json()["status"] == "ok"
+
+
+def test_one_error_shape_everywhere(server):
+    """Starlette's own refusals (no such path, wrong method) answer {"error"} like the app's, not {"detail"}."""
+    for answer, status, reason in ((server.get("/nothing"), 404, "no endpoint /nothing; see /docs"),
+                                   (server.get("/recommend"), 405, "GET is not allowed on /recommend"),
+                                   (server.post("/health", json={}), 405, "POST is not allowed on /health")):
+        assert (answer.status_code, answer.json()) == (status, {"error": reason})
+    assert server.get("/recommend").headers["allow"] == "POST"
+    # A chunked upload says no length: it is bounded all the same, and the server stays up.
+    chunks = (b" " * (1 << 20) for _ in range(6))
+    answer = server.post("/recommend", content=chunks, headers={"content-type": "application/json"})
+    assert (answer.status_code, answer.json()) == (413, {"error": "request body larger than 4194304 bytes"})
+    small = server.post("/recommend", content=(part for part in (b'{"user": ', b'2, "k": 2}')),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 200 and len(small.json()["items"]) == 2
 
 
 def test_malformed_json_says_where_not_a_bare_offset(server):
@@ -147,13 +162,15 @@ def test_bamrec_serve_command_on_an_export(tiny_run, tmp_path):
     """The real command: `bamrec serve EXPORT --port P` in its own process, queried, then stopped."""
     export = tmp_path / "exp"
     assert main(["export", str(tiny_run), "--out", str(export), "--index", "flat"]) == 0
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "bamrec.cli", "serve", str(export), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "bamrec.cli", "serve", str(export), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
+        # --port 0: the system picks a free port, bound before the banner, which names it.
+        banner = process.stdout.readline().decode()
+        assert banner.startswith(f"serving {export} (flat) on http://127.0.0.1:"), (banner, process.stderr.read())
+        port = int(banner.split("http://127.0.0.1:")[1].split()[0])
+        assert port > 0
         deadline = time.time() + 60
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             while True:
@@ -165,12 +182,31 @@ def test_bamrec_serve_command_on_an_export(tiny_run, tmp_path):
                     assert time.time() < deadline, "bamrec serve did not start"
                     time.sleep(0.1)
             assert health["retrieval"] == "flat" and health["num_items"] == 30
+            assert health["run"] == tiny_run.name  # the run's name, not the server's path to it
             items = client.post("/recommend", json={"user": 2, "k": 3}).json()["items"]
             expected = load_run(tiny_run).recommend(user=2, k=3)
             assert [r["item"] for r in items] == [r.item for r in expected]
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_busy_port_is_one_line_and_exit_2_before_serving(tiny_run, capsys):
+    """A port another process listens on: refused before anything says "serving", exit 2."""
+    busy = _free_socket()
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        capsys.readouterr()
+        assert main(["serve", str(tiny_run), "--port", str(port)]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == (f"bamrec: error: port {port} on 127.0.0.1 is in use by another process: stop it or pass "
+                       "--port with another port (--port 0 picks a free one)\n")
+    finally:
+        busy.close()
+    assert main(["serve", str(tiny_run), "--host", "no-such-host.invalid"]) == 2
+    assert "--host no-such-host.invalid: not an address of this machine" in capsys.readouterr().err
 
 
 def test_limits_and_ids_are_validated():

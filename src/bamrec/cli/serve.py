@@ -66,17 +66,21 @@ def _export(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from bamrec.api import load_run_or_export
-    from bamrec.serve.app import create_app, serve
+    from bamrec.serve.app import bind, create_app, serve
 
     run, index = load_run_or_export(args.target, device=args.device)
     retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     limits = {"max_k": args.max_k, "max_history": args.max_history, "max_batch": args.max_batch}
     candidates = run.candidates(retrieval, index, args.data, **limits)
-    info = {"run": str(run.path), "model": run.config.model.model, "retrieval": retrieval,
+    # The run's name, not its path on the server: a client has no use for the server's file layout.
+    info = {"run": run.path.name, "model": run.config.model.model, "retrieval": retrieval,
             "num_items": candidates.num_items, "num_interests": run.model.num_interests,
             "dim": run.model.hidden_size, "seq_len": run.config.model.seq_len, "limits": limits}
-    print(f"serving {args.target} ({retrieval}) on http://{args.host}:{args.port} (docs at /docs)", flush=True)
-    serve(create_app(candidates, info), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(candidates, info)
+    sock = bind(args.host, args.port)  # a busy port is refused here, before anything says "serving"
+    port = sock.getsockname()[1]
+    print(f"serving {args.target} ({retrieval}) on http://{args.host}:{port} (docs at /docs)", flush=True)
+    serve(app, sock, log_level=args.log_level)
     return 0
 
 

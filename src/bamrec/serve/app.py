@@ -12,13 +12,16 @@ Endpoints:
   forward pass and one search -> ``{"results": [answer, ...]}`` in request order.
 
 Every bad request gets a 4xx and ``{"error": "one line"}``: malformed JSON or fields 422, unknown
-user or item 404, ``k`` out of range 422, a history, batch or body over the limits 413. Nothing a
+user or item 404, ``k`` out of range 422, a history, batch or body over the limits 413, no such
+path 404, a wrong method 405. Nothing a
 client sends stops the server; an unexpected failure is a 500 for that request only. Searches are
 serialised by a lock (a faiss index's search parameters are per index, not per call).
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from dataclasses import asdict
 from typing import Any, Union
@@ -27,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
 from bamrec.retrieval.service import Candidates, Query
@@ -105,6 +109,47 @@ def _validation_message(error: RequestValidationError) -> str:
     return _one_line("malformed request: " + "; ".join(problems))
 
 
+class BodyLimit:
+    """ASGI middleware: reads a request's body (at most ``limit`` bytes) before the app sees it, so a
+    body over the limit is a 413 ``{"error": ...}`` whether or not it says its length (chunked uploads
+    do not). The server (h11) has already refused a Content-Length that is not a number."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        too_large = JSONResponse({"error": f"request body larger than {self.limit} bytes"}, status_code=413)
+        if length.isdigit() and int(length) > self.limit:  # refused before a byte of it is read
+            await too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await too_large(scope, receive, send)
+                return
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: disconnect notices come from the server
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> FastAPI:
     """The FastAPI app answering queries with ``candidates``; ``info`` is shown by ``/health``."""
     app = FastAPI(title="bamrec candidate service", version="1",
@@ -112,12 +157,15 @@ def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> Fa
     lock = threading.Lock()
     health = {"status": "ok", **(info or {})}
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"error": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (no such path, wrong method) in the one error shape, not {"detail"}.
+        reason = {404: f"no endpoint {request.url.path}; see /docs",
+                  405: f"{request.method} is not allowed on {request.url.path}"}.get(error.status_code)
+        return JSONResponse({"error": reason or _one_line(error.detail)}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -167,8 +215,31 @@ def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> Fa
     return app
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
-    """Run ``app`` with uvicorn until interrupted."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: a free port), or a ConfigError in one line
+    when the port is taken or the address cannot be used; bound before anything says it is serving."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: no wait after a restart
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use by another process: stop it or pass "
+                              "--port with another port (--port 0 picks a free one)") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def serve(app: FastAPI, sock: socket.socket, log_level: str = "warning") -> None:
+    """Run ``app`` with uvicorn on the bound ``sock`` until interrupted."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    server.run(sockets=[sock])
