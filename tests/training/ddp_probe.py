@@ -8,6 +8,8 @@ negatives it drew. Environment switches:
   objective from the same batch and draws (streams restored afterwards), and save it with the
   gradient DDP leaves after the step to ``RECORD_DIR/grads{R}.pt``;
 - ``PROBE_NAN_RANK=r`` and ``PROBE_NAN_AT=i``: process r's loss is NaN at its i-th step.
+
+Once bamrec returned, each process writes the names of its native threads to ``RECORD_DIR/threads{R}.json``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,20 @@ TrainSampler.sample = sample
 losses.sample_negatives = sample_negatives
 trainer._step = probed_step
 
+
+
+def native_threads() -> list[str] | None:
+    """Names of this process's native threads (Linux /proc), None where the system has no /proc."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+
+
 if __name__ == "__main__":
     RECORD.mkdir(parents=True, exist_ok=True)
-    sys.exit(main(sys.argv[2:]))
+    code = main(sys.argv[2:])
+    # What is still running once bamrec returned: threads of a process group left alive here run on
+    # into interpreter shutdown (test_no_process_group_thread_outlives_the_run).
+    (RECORD / f"threads{RANK}.json").write_text(json.dumps(native_threads()))
+    sys.exit(code)

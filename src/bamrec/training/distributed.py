@@ -51,8 +51,23 @@ def init_distributed(device: torch.device) -> DistributedContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        _import_before_joining()
         dist.init_process_group(backend=backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _import_before_joining() -> None:
+    """Import what DistributedDataParallel's constructor imports while no process group exists yet.
+
+    DDP's constructor imports ``torch._dynamo``, which imports ``torch.distributed.nn.functional``, whose
+    functions take ``group=group.WORLD`` as a default argument: bound at import, after
+    ``init_process_group`` that default is the process group itself. ``destroy_process_group`` then
+    cannot free it, so the gloo backend's worker and socket threads run on past :func:`shutdown` into
+    interpreter shutdown, where their teardown races the interpreter's: a rank that had finished its
+    run intermittently aborted ("terminate called without an active exception", SIGABRT), and torchrun
+    reported failure. Imported first, the default is None, and :func:`shutdown` stops the threads.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 STOP_REASONS = ("patience", "nan")  # codes 1.. of agree_on_stop; 0 = go on
@@ -128,5 +143,6 @@ def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.T
 
 
 def shutdown(context: DistributedContext) -> None:
+    """Leave and free the process group (its backend's threads stop here, not at interpreter exit)."""
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
