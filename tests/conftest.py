@@ -79,3 +79,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"fidelity suite skipped: {len(skipped)} tests need the original BaM code "
             "(make test-fidelity BAM_ORIGINAL_SRC=/path/to/original/src runs them; docs/fidelity.md)")
+
+
+@pytest.fixture(scope="session")
+def titled_run(tmp_path_factory):
+    """A run (ComiRec-SA, K = 3, d = 8, L = 8, a few steps) on 40 users / 30 items prepared from a CSV log
+    with ``--items``: items 1-25 have a title and a genre, 26-30 have none; read-only for tests."""
+    import numpy as np
+
+    from bamrec.api import train
+    from bamrec.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("titled-run")
+    rng = np.random.default_rng(1)
+    lines = ["uid,iid,ts"]
+    for user in range(1, 41):
+        for t, item in enumerate(rng.integers(1, 31, size=rng.integers(6, 16)).tolist()):
+            lines.append(f"{user},{item},{t}")
+    lines += [f"41,{item},{item}" for item in range(1, 31)]  # every item is rated at least once
+    (root / "log.csv").write_text("\n".join(lines) + "\n")
+    genres = ("Drama", "Comedy", "Horror")
+    (root / "items.csv").write_text("item,title,genre\n" + "".join(
+        f"{i},Film {i} ({1990 + i}),{genres[i % 3]}\n" for i in range(1, 26)))
+    prepare_dataset(root / "log.csv", root / "data", user_col="uid", item_col="iid", time_col="ts",
+                    id_type="int", items=root / "items.csv")
+    train({"data": str(root / "data"), "model": "comirec-sa", "seq_len": 8, "hidden_size": 8, "num_interests": 3,
+           "batch_size": 16, "num_negatives": 10, "eval_every": 20, "max_iters": 40, "progress": False},
+          out=root / "run", verbose=False)
+    return root / "run"

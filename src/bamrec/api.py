@@ -21,7 +21,8 @@ from bamrec.data.split import LeaveOneOut
 from bamrec.errors import BamrecError, RunDirError
 from bamrec.evaluation.model_eval import evaluate_model_result
 from bamrec.models import build_backbone
-from bamrec.retrieval.service import Candidates, ExactSearch, Query, Recommendation, module_interest_fn
+from bamrec.retrieval.service import (Candidates, ExactSearch, Query, Recommendation, module_interest_fn,
+                                     module_weights_fn)
 from bamrec.rundir import layout as ckpt
 from bamrec.training.callbacks import CheckCallback
 from bamrec.training.objective import Objective
@@ -151,7 +152,22 @@ class Run:
         self.model.eval()
         return Candidates(module_interest_fn(self.model), self.item_ids, self.item_rows, self.config.model.seq_len,
                           self.searcher(retrieval, index), dataset=lambda: self.dataset(data),
-                          limits=Limits(**limits), device=self.device)
+                          limits=Limits(**limits), device=self.device, metadata=lambda: self.item_metadata(data),
+                          weights_fn=module_weights_fn(self.model), weights_kind=self.model.weights_kind)
+
+    def item_metadata(self, data: str | Path | None = None):
+        """The item metadata (titles, ...) stored with the run's dataset (``bamrec.data.metadata``), or
+        None when the dataset has none, is not where the run says, or is not the run's dataset."""
+        from bamrec.data.metadata import load_metadata
+
+        path = Path(data) if data is not None else Path(self.record["dataset"]["path"])
+        try:
+            manifest = ckpt.read_json(path / "manifest.json")
+        except (OSError, BamrecError, ValueError):
+            return None
+        if manifest.get("checksum") != self.record["dataset"]["checksum"]:
+            return None  # other items: their metadata would put wrong titles on this run's ids
+        return load_metadata(path)
 
     def interests(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Interest vectors ``[B, K, D]`` of histories given as embedding rows (internal ids), oldest first."""

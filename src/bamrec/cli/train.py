@@ -185,13 +185,15 @@ def _recommend(args: argparse.Namespace) -> int:
     query = Query(user=args.user, items=args.items, k=args.k, exclude_history=args.exclude_history)
     recs = run.candidates(retrieval, index, args.data, max_k=args.max_k).recommend([query])[0]
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in recs]))
+        print(json.dumps([r.as_dict() for r in recs]))
         return 0
     who = f"user {args.user}" if args.user is not None else f"a history of {len(args.items)} items"
     print(f"top-{len(recs)} for {who} ({_retrieval_words(retrieval)})")
-    print(f"{'rank':>4}  {'item':>12}  {'score':>9}  interest")
+    titled = any(r.metadata and "title" in r.metadata for r in recs)
+    print(f"{'rank':>4}  {'item':>12}  {'score':>9}  interest" + ("  title" if titled else ""))
     for r in recs:
-        print(f"{r.rank:>4}  {str(r.item):>12}  {r.score:>9.4f}  {r.interest}")
+        title = f"{r.interest:>8}  {(r.metadata or {}).get('title') or ''}".rstrip() if titled else r.interest
+        print(f"{r.rank:>4}  {str(r.item):>12}  {r.score:>9.4f}  {title}")
     return 0
 
 

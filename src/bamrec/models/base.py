@@ -26,6 +26,8 @@ class MultiInterestBackbone(nn.Module, ABC):
     num_interests: int
     seq_len: int
     embeddings: nn.Embedding
+    # What ``forward_with_weights`` returns as weights: "attention", "routing", "mean"; None: none.
+    weights_kind: str | None = None
 
     def __init__(self, num_items: int, hidden_size: int, num_interests: int, seq_len: int) -> None:
         super().__init__()
@@ -38,6 +40,13 @@ class MultiInterestBackbone(nn.Module, ABC):
     @abstractmethod
     def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interests ``[B, K, D]`` of histories ``items`` (int64 ``[B, L]``, 0 = padding) under ``mask`` (bool ``[B, L]``)."""
+
+    def forward_with_weights(self, items: torch.Tensor, mask: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Interests ``[B, K, D]`` and the weight ``[B, K, L]`` each interest puts on each history
+        position (padding 0), for showing what an interest is made of; None for a model whose
+        interests are no weighted sum over the history (``weights_kind`` says which weights)."""
+        return self(items, mask), None
 
     def item_embeddings(self) -> torch.Tensor:
         """The item table ``[N + 1, D]`` used for scoring; row 0 is padding."""

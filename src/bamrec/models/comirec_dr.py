@@ -28,11 +28,13 @@ import torch
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.layers import dynamic_routing, init_parameters
+from bamrec.models.layers import init_parameters, routing
 
 
 class ComiRecDR(MultiInterestBackbone):
     """Dynamic-routing multi-interest extractor with per-interest maps (Cen et al., KDD 2020)."""
+
+    weights_kind = "routing"
 
     def __init__(
         self,
@@ -53,10 +55,14 @@ class ComiRecDR(MultiInterestBackbone):
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interests ``[B, K, D]`` of histories ``items [B, L]`` under ``mask [B, L]``."""
+        return self.forward_with_weights(items, mask)[0]
+
+    def forward_with_weights(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interests ``[B, K, D]`` and the last routing round's coupling weights ``[B, K, L]``."""
         batch, length = items.shape
         if length > self.seq_len:
             raise ValueError(f"history length {length} exceeds the model's seq_len {self.seq_len}")
         emb = self.embeddings(items) * mask.unsqueeze(-1).to(self.embeddings.weight.dtype)  # [B, L, D]
         item_hat = torch.einsum("bld,ked->bkle", emb, self.bilinear)  # [B, K, L, D]
         logits = emb.new_zeros(batch, self.num_interests, length)  # [B, K, L]
-        return dynamic_routing(item_hat, logits, mask, self.routing_iters, over="interests")  # [B, K, D]
+        return routing(item_hat, logits, mask, self.routing_iters, over="interests")  # [B, K, D], [B, K, L]

@@ -46,6 +46,8 @@ from bamrec.models.layers import init_parameters, masked_logits
 class ComiRecSA(MultiInterestBackbone):
     """Self-attentive multi-interest extractor (Cen et al., KDD 2020)."""
 
+    weights_kind = "attention"
+
     def __init__(
         self,
         num_items: int,
@@ -76,6 +78,11 @@ class ComiRecSA(MultiInterestBackbone):
         attention = torch.softmax(scatter_logits(logits, positions, mask, self.num_interests), dim=-1)  # [B, K, L]
         self.last_attention = attention
         return torch.matmul(attention, emb)  # [B, K, D]
+
+    def forward_with_weights(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interests ``[B, K, D]`` and their attention over the history ``[B, K, L]``."""
+        interests = self(items, mask)  # [B, K, D]
+        return interests, self.last_attention * mask[:, None, :].to(interests.dtype)  # [B, K, L]
 
     @staticmethod
     def valid_positions(mask: torch.Tensor) -> torch.Tensor | None:

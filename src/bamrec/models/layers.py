@@ -72,7 +72,19 @@ def dynamic_routing(
     iters: int,
     over: Over,
 ) -> torch.Tensor:
-    """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat``.
+    """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat`` (see ``routing``)."""
+    return routing(item_hat, logits, mask, iters, over)[0]
+
+
+def routing(
+    item_hat: torch.Tensor,
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    iters: int,
+    over: Over,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Capsule routing: interests ``[B, K, D]`` from predictions ``item_hat``, and the coupling weights
+    ``[B, K, L]`` of the last round (what each interest drew from each history position).
 
     ``item_hat`` is ``[B, 1, L, D]`` (one map shared by all interests) or ``[B, K, L, D]`` (one map per
     interest); ``logits [B, K, L]`` are the initial routing logits (no gradient). All rounds but the
@@ -102,4 +114,4 @@ def dynamic_routing(
             else:
                 agreement = torch.matmul(source, capsules.unsqueeze(-1)).squeeze(-1)  # [B, K, L]
             logits = logits + agreement
-    return capsules  # [B, K, D]
+    return capsules, weights  # [B, K, D], [B, K, L]

@@ -48,12 +48,13 @@ import torch
 from torch import nn
 
 from bamrec.models.base import MultiInterestBackbone
-from bamrec.models.layers import ROUTING_OVER, dynamic_routing, init_parameters
+from bamrec.models.layers import ROUTING_OVER, init_parameters, routing
 
 
 class MIND(MultiInterestBackbone):
     """Capsule-routing multi-interest extractor (Li et al., CIKM 2019), BaM's variant."""
 
+    weights_kind = "routing"
     stochastic = True  # forward accepts a ``generator`` for its training-time routing logits
 
     def __init__(
@@ -93,6 +94,11 @@ class MIND(MultiInterestBackbone):
         self, items: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Interests ``[B, K, D]``; ``generator`` drives the training-time routing logits."""
+        return self.forward_with_weights(items, mask, generator)[0]
+
+    def forward_with_weights(self, items: torch.Tensor, mask: torch.Tensor,
+                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interests ``[B, K, D]`` and the last routing round's coupling weights ``[B, K, L]``."""
         batch, length = items.shape
         if length > self.seq_len:
             raise ValueError(f"history length {length} exceeds the model's seq_len {self.seq_len}")
@@ -100,4 +106,4 @@ class MIND(MultiInterestBackbone):
         item_hat = self.linear(emb).unsqueeze(1)  # [B, 1, L, D]
         logits = self.initial_logits(batch, length, generator)  # [B, K, L]
         over = ROUTING_OVER[self.routing_norm]
-        return dynamic_routing(item_hat, logits, mask, self.routing_iters, over=over)  # [B, K, D]
+        return routing(item_hat, logits, mask, self.routing_iters, over=over)  # [B, K, D], [B, K, L]

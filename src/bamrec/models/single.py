@@ -25,11 +25,18 @@ from bamrec.models.layers import init_parameters
 class SingleInterest(MultiInterestBackbone):
     """Mean-pooling single-interest model: interests ``[B, 1, D]``."""
 
+    weights_kind = "mean"
+
     def __init__(self, num_items: int, hidden_size: int = 64, seq_len: int = 50, seed: int = 0) -> None:
         super().__init__(num_items, hidden_size, 1, seq_len)
         self.linear = nn.Linear(hidden_size, hidden_size, bias=False)
         init_parameters(self, torch.Generator().manual_seed(seed))
         nn.init.eye_(self.linear.weight)
+
+    def forward_with_weights(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interest ``[B, 1, D]`` and its equal weights over the valid positions ``[B, 1, L]``."""
+        weights = mask.to(self.embeddings.weight.dtype)  # [B, L]
+        return self(items, mask), (weights / weights.sum(-1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The single interest ``[B, 1, D]``: mapped mean of the valid history embeddings."""

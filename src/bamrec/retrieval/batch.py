@@ -9,6 +9,7 @@ bounded by the chunk whatever the number of users. One line per (user, rank):
     item      original item id
     score     max over interests of m_k . e_i, float32
     interest  the interest that scored the item highest, int16
+    title     the item's title, when the dataset's item metadata has one (string, null where missing)
 
 A user with fewer than ``k`` rankable items (``exclude_history`` on a tiny catalogue) has fewer lines.
 """
@@ -42,8 +43,14 @@ def write_all_users(candidates: Any, out: str | Path, k: int, *, exclude_history
     dataset = candidates.dataset()
     item_ids = id_array(candidates.item_ids[1:])  # position row - 1
     user_ids = dataset.user_ids
-    schema = pa.schema([("user", id_array(user_ids[:1].tolist()).type), ("rank", pa.int32()),
-                        ("item", item_ids.type), ("score", pa.float32()), ("interest", pa.int16())])
+    metadata = candidates.item_metadata()
+    titles = None
+    fields = [("user", id_array(user_ids[:1].tolist()).type), ("rank", pa.int32()),
+              ("item", item_ids.type), ("score", pa.float32()), ("interest", pa.int16())]
+    if metadata is not None and metadata.has_title:
+        titles = pa.array([None if t is None else str(t) for t in metadata.values["title"]], pa.string())  # row - 1
+        fields.append(("title", pa.string()))
+    schema = pa.schema(fields)
     start, lines = time.perf_counter(), 0
     temporary = out.with_name(out.name + ".tmp")
     with pq.ParquetWriter(temporary, schema) as writer:
@@ -53,13 +60,16 @@ def write_all_users(candidates: Any, out: str | Path, k: int, *, exclude_history
             rows, scores, interest = candidates.search_users(users, k, exclude_history)  # [B, k] each
             found = rows >= 0
             user_index, place = np.nonzero(found)  # row-major: by user, then rank
-            table = pa.table({
+            columns = {
                 "user": id_array(user_ids[lo:hi].tolist()).take(pa.array(user_index)),
                 "rank": pa.array((place + 1).astype(np.int32)),
                 "item": item_ids.take(pa.array(rows[found] - 1)),
                 "score": pa.array(scores[found].astype(np.float32)),
                 "interest": pa.array(interest[found].astype(np.int16)),
-            }, schema=schema)
+            }
+            if titles is not None:
+                columns["title"] = titles.take(pa.array(rows[found] - 1))
+            table = pa.table(columns, schema=schema)
             writer.write_table(table)
             lines += table.num_rows
     temporary.replace(out)

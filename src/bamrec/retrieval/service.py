@@ -27,9 +27,12 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import gather_windows
 from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
 from bamrec.data.csr import Csr, history_csr
+from bamrec.data.metadata import ItemMetadata
 from bamrec.models.inference import inference_fn
 
 InterestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# ``history [B, L], mask [B, L] -> weights [B, K, L]``: what each interest draws from each position.
+WeightsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,12 @@ class Recommendation:
     item: Any  # original item id
     score: float  # max over interests of the inner product
     interest: int  # index of the interest vector that scored it highest
+    metadata: dict[str, Any] | None = None  # the item's metadata (title, ...) when the dataset has some
+
+    def as_dict(self) -> dict[str, Any]:
+        """``rank, item, score, interest`` and the metadata columns, flat: what ``--json`` prints."""
+        fields = {"rank": self.rank, "item": self.item, "score": self.score, "interest": self.interest}
+        return {**fields, **(self.metadata or {})}
 
 
 @dataclass(frozen=True)
@@ -101,8 +110,15 @@ class Candidates:
 
     def __init__(self, interest_fn: InterestFn, item_ids: Sequence[Any], item_rows: dict[str, int], seq_len: int,
                  searcher: Searcher, dataset: Callable[[], SequenceDataset] | None = None,
-                 limits: Limits = Limits(), device: torch.device | str = "cpu") -> None:
+                 limits: Limits = Limits(), device: torch.device | str = "cpu",
+                 metadata: Callable[[], ItemMetadata | None] | None = None,
+                 weights_fn: WeightsFn | None = None, weights_kind: str | None = None) -> None:
         self.interest_fn = interest_fn
+        self.weights_fn = weights_fn
+        self.weights_kind = weights_kind if weights_fn is not None else None
+        self._metadata_fn = metadata
+        self._metadata: ItemMetadata | None = None
+        self._metadata_loaded = False
         self.item_ids = list(item_ids)  # [N + 1], item_ids[0] is the padding row's (None)
         self.item_rows = item_rows  # str(original id) -> row
         self.seq_len = seq_len
@@ -124,6 +140,18 @@ class Candidates:
         if self._dataset is None:
             self._dataset = self._dataset_fn()
         return self._dataset
+
+    def item_metadata(self) -> ItemMetadata | None:
+        """The items' metadata (titles, ...), loaded on first use; None when there is none."""
+        if not self._metadata_loaded:
+            self._metadata = self._metadata_fn() if self._metadata_fn is not None else None
+            self._metadata_loaded = True
+        return self._metadata
+
+    def describe(self, row: int) -> dict[str, Any] | None:
+        """The metadata of item row ``row`` (internal id), or None without metadata."""
+        metadata = self.item_metadata()
+        return None if metadata is None else metadata.row(row)
 
     def user_row(self, user: Any) -> int:
         """The internal id (1-based) of original user id ``user``; UnknownIdError if absent."""
@@ -178,13 +206,20 @@ class Candidates:
                 out.append(self.item_row_array(query.items))
         return out
 
-    def _batch(self, histories: list[np.ndarray], exclude: np.ndarray) -> tuple[torch.Tensor, Csr]:
-        """Interests ``[B, K, D]`` of ``histories`` and the exclusion Csr (empty where not ``exclude``)."""
+    def _windows(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                               torch.Tensor, torch.Tensor]:
+        """``histories`` as one CSR (``items [nnz]``, ``starts [B]``, ``ends [B]``) and the model's
+        input windows (``history [B, L]``, ``mask [B, L]``)."""
         lengths = torch.tensor([len(h) for h in histories], dtype=torch.int64)
         ends = torch.cumsum(lengths, 0)  # [B]
         starts = ends - lengths  # [B]
         items = torch.from_numpy(np.concatenate(histories)) if histories else torch.zeros(0, dtype=torch.int64)
         history, mask = gather_windows(items, starts, ends, self.seq_len)  # [B, L]
+        return items, starts, ends, history, mask
+
+    def _batch(self, histories: list[np.ndarray], exclude: np.ndarray) -> tuple[torch.Tensor, Csr]:
+        """Interests ``[B, K, D]`` of ``histories`` and the exclusion Csr (empty where not ``exclude``)."""
+        items, starts, ends, history, mask = self._windows(histories)
         interests = self.interest_fn(history.to(self.device), mask.to(self.device))  # [B, K, D]
         excluded_ends = torch.where(torch.from_numpy(exclude), ends, starts)  # [B]
         return interests, history_csr(items, starts, excluded_ends)
@@ -208,9 +243,57 @@ class Candidates:
         rows, scores, interest = self.searcher.search(interests, max(ks), exclusion)
         return [self._recommendations(rows[b, :k], scores[b, :k], interest[b, :k]) for b, k in enumerate(ks)]
 
+    def explain(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
+        """What each query's interests are made of, for ``/interests`` and the explorer page.
+
+        Per query: ``interests`` ``[K][D]``; ``history``, the window the model read (the last
+        ``seq_len`` items, oldest first) as ``{"item", metadata...}``; ``weights`` ``[K][len(history)]``,
+        what each interest draws from each of those items (``weights_kind``: attention for
+        ComiRec-SA/REMI, routing coupling for MIND/ComiRec-DR; None for a model without such weights);
+        ``cosine`` ``[K][K]`` between the interest vectors; ``top`` ``[K][<=k]``, each interest's own
+        best items by ``m_k . e_i`` (the merged list of ``recommend`` takes the max over these).
+        """
+        ks = [self.check_k(query.k) for query in queries]
+        histories = self.histories(queries)
+        if not histories:
+            return []
+        items, starts, ends, history, mask = self._windows(histories)
+        history, mask = history.to(self.device), mask.to(self.device)
+        interests = self.interest_fn(history, mask)  # [B, K, D]
+        weights = self.weights_fn(history, mask) if self.weights_fn is not None else None  # [B, K, L]
+        batch, num_interests, dim = interests.shape
+        exclude = torch.tensor([bool(query.exclude_history) for query in queries])
+        excluded_ends = torch.where(exclude, ends, starts)  # [B]
+        # Each interest searched alone: one query row per (user, interest), with its user's exclusions.
+        exclusion = history_csr(items, starts.repeat_interleave(num_interests),
+                                excluded_ends.repeat_interleave(num_interests))
+        rows, scores, _ = self.searcher.search(interests.reshape(batch * num_interests, 1, dim), max(ks), exclusion)
+        rows, scores = rows.reshape(batch, num_interests, -1), scores.reshape(batch, num_interests, -1)  # [B, K, k]
+        vectors = interests.detach().cpu().float()  # [B, K, D]
+        unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [B, K, D]
+        cosine = unit @ unit.transpose(1, 2)  # [B, K, K]
+        lengths = mask.sum(1).tolist()  # [B] window lengths
+        windows = history.cpu().tolist()
+        out = []
+        for b, k in enumerate(ks):  # building the JSON answer: per query and per item by nature
+            window = windows[b][: lengths[b]]
+            out.append({
+                "interests": vectors[b].tolist(),
+                "history": [{"item": self.item_ids[row], **(self.describe(row) or {})} for row in window],
+                "history_length": len(histories[b]),
+                "weights_kind": self.weights_kind,
+                "weights": None if weights is None else weights[b, :, : lengths[b]].cpu().float().tolist(),
+                "cosine": cosine[b].tolist(),
+                "top": [[r.as_dict() for r in self._recommendations(rows[b, i, :k], scores[b, i, :k],
+                                                                    np.full(k, i))]
+                        for i in range(num_interests)],
+            })
+        return out
+
     def _recommendations(self, rows: np.ndarray, scores: np.ndarray, interest: np.ndarray) -> list[Recommendation]:
         found = rows >= 0  # -1: fewer than k rankable items were left after exclusion
-        return [Recommendation(rank=rank, item=self.item_ids[row], score=float(score), interest=int(slot))
+        return [Recommendation(rank=rank, item=self.item_ids[row], score=float(score), interest=int(slot),
+                               metadata=self.describe(row))
                 for rank, (row, score, slot) in enumerate(zip(rows[found].tolist(), scores[found].tolist(),
                                                               interest[found].tolist()), start=1)]
 
@@ -252,3 +335,18 @@ def module_interest_fn(model: torch.nn.Module) -> InterestFn:
             return forward(history, mask)
 
     return interests
+
+
+def module_weights_fn(model: torch.nn.Module) -> WeightsFn | None:
+    """``history, mask -> weights [B, K, L]`` of a backbone (``forward_with_weights``, its plain
+    formula), or None for a model without per-interest weights over the history."""
+    if getattr(model, "weights_kind", None) is None:
+        return None
+
+    def weights(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if model.training:
+            raise BamrecError("the model is in training mode; call model.eval() before serving it")
+        with torch.inference_mode():
+            return model.forward_with_weights(history, mask)[1]
+
+    return weights

@@ -6,8 +6,12 @@ Endpoints:
 - ``GET /health``: status and what is served (model, retrieval, sizes).
 - ``POST /recommend``: ``{"user": id}`` or ``{"items": [ids...]}``, ``"k"`` (default 20),
   ``"exclude_history"`` (default false) -> ``{"items": [{"rank", "item", "score", "interest"}, ...]}``
-  in the run's original ids; ``items`` is exactly the list ``bamrec recommend --json`` prints.
-- ``POST /interests``: the same query -> ``{"interests": [[...D floats] x K]}``.
+  in the run's original ids, with the item metadata columns (``title``, ...) when the dataset has
+  them; ``items`` is exactly the list ``bamrec recommend --json`` prints.
+- ``POST /interests``: the same query -> ``{"interests": [[...D floats] x K], "history", "weights"
+  [K][len(history)], "weights_kind", "cosine" [K][K], "top" [K][<=k]}``: the window the model read,
+  what each interest draws from each of its items (attention or routing weights), the cosines
+  between the interests and each interest's own top-k (``Candidates.explain``).
 - ``POST /recommend/batch``, ``POST /interests/batch``: ``{"requests": [query, ...]}`` answered with one
   forward pass and one search -> ``{"results": [answer, ...]}`` in request order.
 
@@ -23,7 +27,6 @@ from __future__ import annotations
 import errno
 import socket
 import threading
-from dataclasses import asdict
 from typing import Any, Union
 
 from fastapi import FastAPI, Request
@@ -58,6 +61,9 @@ class BatchBody(BaseModel):
 
 
 class Item(BaseModel):
+    """A recommended item; the dataset's item metadata columns (title, ...) follow when it has some."""
+
+    model_config = ConfigDict(extra="allow")
     rank: int
     item: Id
     score: float
@@ -68,8 +74,24 @@ class RecommendAnswer(BaseModel):
     items: list[Item]
 
 
+class HistoryItem(BaseModel):
+    """An item of the history the model read; its metadata columns follow when the dataset has some."""
+
+    model_config = ConfigDict(extra="allow")
+    item: Id
+
+
 class InterestsAnswer(BaseModel):
-    interests: list[list[float]]
+    interests: list[list[float]] = Field(description="the K interest vectors [K][D]")
+    history: list[HistoryItem] = Field(description="the window the model read: the last seq_len items, oldest first")
+    history_length: int = Field(description="the whole history's length (the window holds at most seq_len)")
+    weights_kind: str | None = Field(description="attention (ComiRec-SA, REMI), routing (MIND, ComiRec-DR), "
+                                     "mean (single), or null for a model without per-interest weights")
+    weights: list[list[float]] | None = Field(description="[K][len(history)]: what each interest draws from "
+                                              "each history item")
+    cosine: list[list[float]] = Field(description="[K][K] cosine similarity between the interest vectors")
+    top: list[list[Item]] = Field(description="[K][<=k] each interest's own best items by m_k . e_i "
+                                  "(k and exclude_history apply)")
 
 
 class BatchRecommendAnswer(BaseModel):
@@ -186,12 +208,11 @@ def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> Fa
     def recommend(queries: list[Query]) -> list[dict[str, Any]]:
         with lock:
             lists = candidates.recommend(queries)
-        return [{"items": [asdict(r) for r in recs]} for recs in lists]
+        return [{"items": [r.as_dict() for r in recs]} for recs in lists]
 
     def interests(queries: list[Query]) -> list[dict[str, Any]]:
         with lock:
-            vectors = candidates.interests(queries)  # [B, K, D]
-        return [{"interests": user.tolist()} for user in vectors]
+            return candidates.explain(queries)
 
     @app.post("/recommend", response_model=RecommendAnswer)
     def post_recommend(body: QueryBody) -> dict[str, Any]:
@@ -205,7 +226,8 @@ def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> Fa
 
     @app.post("/interests", response_model=InterestsAnswer)
     def post_interests(body: QueryBody) -> dict[str, Any]:
-        """The K interest vectors of one user or history (``k`` and ``exclude_history`` are ignored)."""
+        """The K interest vectors of one user or history, the weights each puts on the history items, their
+        cosines and each interest's own top-k."""
         return interests([body.query()])[0]
 
     @app.post("/interests/batch", response_model=BatchInterestsAnswer)
