@@ -73,3 +73,41 @@ def assert_topk_tables_close(table_a: Mapping[str, list], table_b: Mapping[str, 
                                  extra_b=column(table_b, "interest"), rtol=rtol, atol=atol)
         except AssertionError as error:
             raise AssertionError(f"user {users[lo]!r}: {error}") from None
+
+
+def near_tied_targets(interests: np.ndarray, item_table: np.ndarray, targets: np.ndarray, *,
+                      rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
+    """bool ``[U]``: users whose target's score (max over interests) is within tolerance of another
+    item's score or of 0 (what the reference protocol gives window items), so that rounding at another
+    shape may put the target on either side of it. ``interests`` [U, K, D], ``item_table`` [N + 1, D]."""
+    scores = np.einsum("ukd,nd->ukn", np.asarray(interests, np.float64), np.asarray(item_table, np.float64)).max(1)
+    users = np.arange(len(targets))
+    target = scores[users, targets]  # [U]
+    rival = np.ones(scores.shape, dtype=bool)
+    rival[users, targets] = False  # not a rival of itself
+    rival[:, 0] = False  # padding row 0 is never ranked...
+    scores[:, 0] = 0.0  # ...but a window item scored 0 (reference protocol) is
+    scale = np.maximum(np.abs(scores), np.abs(target)[:, None])
+    close = np.abs(scores - target[:, None]) <= atol + rtol * scale  # [U, N + 1]
+    return (close & rival).any(1) | close[:, 0]
+
+
+def assert_ranks_close(ranks_a: np.ndarray, ranks_b: np.ndarray, tied: np.ndarray) -> None:
+    """Per-user ranks equal wherever the target is not tied (``near_tied_targets``)."""
+    ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
+    assert ranks_a.shape == ranks_b.shape
+    differ = np.flatnonzero((ranks_a != ranks_b) & ~tied)
+    assert len(differ) == 0, f"users at {differ.tolist()}: ranks {ranks_a[differ].tolist()} against {ranks_b[differ].tolist()}"
+
+
+def assert_rank_metrics_close(metrics_a: Mapping[str, Any], metrics_b: Mapping[str, Any], tied: int) -> None:
+    """Metric dicts (recall/ndcg/mrr@K, users, protocol) of the same users ranked at other shapes: equal
+    up to the ``tied`` users whose rank rounding may change, each of whom moves a mean by at most
+    1 / users (a user's recall, nDCG and MRR lie in [0, 1]); other entries exactly."""
+    assert metrics_a.keys() == metrics_b.keys()
+    users = metrics_a["users"]
+    for key, value in metrics_a.items():
+        if isinstance(value, float):
+            assert abs(value - metrics_b[key]) <= tied / users + 1e-12, (key, value, metrics_b[key], tied)
+        else:
+            assert value == metrics_b[key], key

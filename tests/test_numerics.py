@@ -31,3 +31,22 @@ def test_tables_compare_users_and_ranks_exactly():
         assert_topk_tables_close(table, dict(table, item=[5, 6, 9]))
     with pytest.raises(AssertionError):
         assert_topk_tables_close(table, dict(table, user=[1, 2, 2]))
+
+
+def test_near_tied_targets_finds_rivals_within_rounding_and_zero():
+    import numpy as np
+
+    from numerics import assert_rank_metrics_close, assert_ranks_close, near_tied_targets
+
+    table = np.array([[9.0, 9.0], [1.0, 0.0], [0.5, 0.0], [0.5 + 1e-8, 0.0], [1e-9, 0.0]])  # row 0: padding
+    interests = np.array([[[1.0, 0.0]]] * 4)  # [U=4, K=1, D=2]: score of item i is table[i, 0]
+    tied = near_tied_targets(interests, table, np.array([1, 2, 3, 4]))
+    # item 1: no rival (padding is never ranked); 2 and 3 tie; item 4 ties with a window item's 0.
+    assert tied.tolist() == [False, True, True, True]
+    assert_ranks_close([0, 1, 2, 3], [0, 2, 1, 4], tied)
+    with pytest.raises(AssertionError, match="users at"):
+        assert_ranks_close([0, 1, 2, 3], [1, 1, 2, 3], tied)
+    a = {"recall@1": 0.5, "users": 4, "protocol": "standard"}
+    assert_rank_metrics_close(a, dict(a, **{"recall@1": 0.75}), tied=1)
+    with pytest.raises(AssertionError):
+        assert_rank_metrics_close(a, dict(a, **{"recall@1": 0.75}), tied=0)
