@@ -19,6 +19,31 @@ def _few_threads():
     torch.set_num_threads(1)
 
 
+# Thread counts a test marked ``order_sensitive`` runs under: it compares results computed at other
+# shapes (batch, chunk sizes), by other code or in other processes, whose float sums run in another
+# order; another thread count changes the order again. Passing under both shows that the comparison
+# tolerates rounding instead of relying on one summation order (docs/testing.md).
+ORDER_SENSITIVE_THREADS = (1, 2)
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("order_sensitive") is not None:
+        if "torch_threads" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("torch_threads")
+        metafunc.parametrize("torch_threads", ORDER_SENSITIVE_THREADS, indirect=True,
+                             ids=[f"threads{n}" for n in ORDER_SENSITIVE_THREADS])
+
+
+@pytest.fixture
+def torch_threads(request):
+    """torch's intra-op thread count for one ``order_sensitive`` test (set back to 1 afterwards)."""
+    torch.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real datasets in ../shared/data; tests that need them are skipped where it is absent."""

@@ -24,8 +24,9 @@ def _tie_groups(scores_a: np.ndarray, scores_b: np.ndarray, rtol: float, atol: f
     """Runs of consecutive positions whose scores are tied within tolerance in either list."""
     groups, start = [], 0
     for i in range(1, len(scores_a) + 1):
-        tied = i < len(scores_a) and any(
-            abs(s[i] - s[i - 1]) <= atol + rtol * max(abs(s[i]), abs(s[i - 1])) for s in (scores_a, scores_b))
+        tied = i < len(scores_a) and any(  # -inf marks a missing line (shortfall): tied with nothing
+            np.isfinite(s[i]) and np.isfinite(s[i - 1])
+            and abs(s[i] - s[i - 1]) <= atol + rtol * max(abs(s[i]), abs(s[i - 1])) for s in (scores_a, scores_b))
         if not tied:
             groups.append(range(start, i))
             start = i
@@ -79,9 +80,16 @@ def near_tied_targets(interests: np.ndarray, item_table: np.ndarray, targets: np
                       rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
     """bool ``[U]``: users whose target's score (max over interests) is within tolerance of another
     item's score or of 0 (what the reference protocol gives window items), so that rounding at another
-    shape may put the target on either side of it. ``interests`` [U, K, D], ``item_table`` [N + 1, D]."""
-    scores = np.einsum("ukd,nd->ukn", np.asarray(interests, np.float64), np.asarray(item_table, np.float64)).max(1)
+    shape may put the target on either side of it; or whose two best interests score the target within
+    tolerance of each other, so that either may be the one that retrieves it.
+    ``interests`` [U, K, D], ``item_table`` [N + 1, D]."""
+    by_interest = np.einsum("ukd,nd->ukn", np.asarray(interests, np.float64), np.asarray(item_table, np.float64))
     users = np.arange(len(targets))
+    interest_tie = np.zeros(len(targets), dtype=bool)
+    if by_interest.shape[1] > 1:
+        best_two = -np.sort(-by_interest[users, :, targets], axis=1)[:, :2]  # [U, 2]
+        interest_tie = np.abs(best_two[:, 0] - best_two[:, 1]) <= atol + rtol * np.abs(best_two).max(1)
+    scores = by_interest.max(1)  # [U, N + 1]
     target = scores[users, targets]  # [U]
     rival = np.ones(scores.shape, dtype=bool)
     rival[users, targets] = False  # not a rival of itself
@@ -89,7 +97,7 @@ def near_tied_targets(interests: np.ndarray, item_table: np.ndarray, targets: np
     scores[:, 0] = 0.0  # ...but a window item scored 0 (reference protocol) is
     scale = np.maximum(np.abs(scores), np.abs(target)[:, None])
     close = np.abs(scores - target[:, None]) <= atol + rtol * scale  # [U, N + 1]
-    return (close & rival).any(1) | close[:, 0]
+    return (close & rival).any(1) | close[:, 0] | interest_tie
 
 
 def assert_ranks_close(ranks_a: np.ndarray, ranks_b: np.ndarray, tied: np.ndarray) -> None:
@@ -111,3 +119,13 @@ def assert_rank_metrics_close(metrics_a: Mapping[str, Any], metrics_b: Mapping[s
             assert abs(value - metrics_b[key]) <= tied / users + 1e-12, (key, value, metrics_b[key], tied)
         else:
             assert value == metrics_b[key], key
+
+
+def run_tied_targets(run: Any, split: str = "test", data: Any = None) -> np.ndarray:
+    """``near_tied_targets`` of a run's users on ``split`` (standard protocol windows), in view order."""
+    from bamrec.data.split import LeaveOneOut
+
+    dataset = run.dataset(data)
+    view = LeaveOneOut(dataset).view(split)
+    interests = run.interests([dataset.items[s:e] for s, e in zip(view.history_start, view.history_end)])
+    return near_tied_targets(interests.numpy(), run.model.item_embeddings().detach().numpy(), view.targets)

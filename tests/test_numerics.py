@@ -43,6 +43,8 @@ def test_near_tied_targets_finds_rivals_within_rounding_and_zero():
     tied = near_tied_targets(interests, table, np.array([1, 2, 3, 4]))
     # item 1: no rival (padding is never ranked); 2 and 3 tie; item 4 ties with a window item's 0.
     assert tied.tolist() == [False, True, True, True]
+    two = np.array([[[1.0, 0.0], [1.0 + 1e-9, 1e-9]], [[1.0, 0.0], [0.0, 1.0]]])  # [U=2, K=2, D=2]
+    assert near_tied_targets(two, table, np.array([1, 1])).tolist() == [True, False]  # interests tie on item 1
     assert_ranks_close([0, 1, 2, 3], [0, 2, 1, 4], tied)
     with pytest.raises(AssertionError, match="users at"):
         assert_ranks_close([0, 1, 2, 3], [1, 1, 2, 3], tied)

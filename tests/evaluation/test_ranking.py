@@ -25,6 +25,7 @@ from bamrec.data.split import LeaveOneOut
 from bamrec.errors import BamrecError, ConfigError, DataError
 from bamrec.data.csr import Csr
 from bamrec.evaluation import evaluate, rank_targets
+from numerics import assert_ranks_close, near_tied_targets
 
 EMB = torch.tensor([[2.5, 0], [3, 0], [0, 2], [2, -1], [1, 1], [-1, -2], [-2, 4]], dtype=torch.float32)
 INTERESTS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # [K, D]
@@ -126,6 +127,7 @@ def test_max_over_interests_and_argmax():
     assert chosen.tolist() == [1, 0]
 
 
+@pytest.mark.order_sensitive
 def test_invariance_to_batch_and_chunk_sizes():
     generator = torch.Generator().manual_seed(0)
     num_items, num_users = 53, 37
@@ -137,18 +139,27 @@ def test_invariance_to_batch_and_chunk_sizes():
     emb = torch.randn(num_items + 1, 8, generator=generator)
     table = torch.randn(num_items + 1, 3, 8, generator=generator)
 
+    seen = []
+
     def interest_fn(history, mask):
-        return (table[history] * mask[:, :, None, None]).sum(1)  # [B, K, D]
+        interests = (table[history] * mask[:, :, None, None]).sum(1)  # [B, K, D]
+        seen.append(interests)
+        return interests
 
     for protocol in ("standard", "reference"):
+        seen.clear()
         base = evaluate(interest_fn, emb, dataset, view, seq_len=6, protocol=protocol)
+        # Scores at other batch and chunk sizes round differently: ranks and retrieving interests are
+        # exact except for a target tied with a rival (or between two interests) within rounding.
+        tied = near_tied_targets(torch.cat(seen).numpy(), emb.numpy(), view.targets)
+        assert tied.sum() < len(tied) // 4  # the comparison still covers most users
         for users, chunk in ((37, 1), (1, 54), (5, 7), (16, 53), (100, 54), (3, 1000)):
             other = evaluate(
                 interest_fn, emb, dataset, view, seq_len=6, protocol=protocol,
                 user_batch_size=users, item_chunk_size=chunk,
             )
-            np.testing.assert_array_equal(other.ranks, base.ranks)
-            np.testing.assert_array_equal(other.target_interest, base.target_interest)
+            assert_ranks_close(other.ranks, base.ranks, tied)
+            assert_ranks_close(other.target_interest, base.target_interest, tied)
 
 
 def _naive_ranks(interests, emb, targets, excluded, protocol):

@@ -18,7 +18,13 @@ from bamrec.config import ModelConfig  # noqa: E402
 from bamrec.models import build_backbone  # noqa: E402
 from bamrec.retrieval.export import ONNX_ATOL, ONNX_RTOL, export_onnx, export_run, open_export  # noqa: E402
 from bamrec.retrieval.index import RETRIEVALS  # noqa: E402
-from numerics import assert_ranking_close, assert_topk_tables_close  # noqa: E402
+from numerics import (  # noqa: E402
+    assert_rank_metrics_close,
+    assert_ranking_close,
+    assert_ranks_close,
+    assert_topk_tables_close,
+    run_tied_targets,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +49,7 @@ def test_export_files_and_manifest(tiny_run, exported):
                                       "extractor.onnx"}
     run = load_run(tiny_run)
     table = run.model.item_embeddings().detach().numpy()
+    # The files hold copies of the weights (no arithmetic): bit-equal on any machine.
     assert np.array_equal(np.load(exported / "item_vectors.npy"), table[1:])
     items = pq.read_table(exported / "items.parquet").to_pydict()
     assert items["row"] == list(range(1, 31)) and items["item"] == run.item_ids[1:]
@@ -100,12 +107,15 @@ def test_onnx_extractor_matches_torch(model, tmp_path):
     np.testing.assert_allclose(run(history, mask).numpy(), expected, rtol=ONNX_RTOL, atol=ONNX_ATOL)
 
 
+@pytest.mark.order_sensitive
 def test_retrieval_options_of_evaluate_and_recommend(tiny_run, exported, capsys):
     assert main(["evaluate", str(tiny_run), "--json", "--cutoffs", "5,10"]) == 0
     exact = json.loads(capsys.readouterr().out)
     assert main(["evaluate", str(tiny_run), "--json", "--cutoffs", "5,10", "--retrieval", "flat"]) == 0
     flat = json.loads(capsys.readouterr().out)
-    assert flat.pop("retrieval") == "flat" and flat == exact
+    # faiss's products against torch's: equal but for targets tied with another item within rounding.
+    assert flat.pop("retrieval") == "flat"
+    assert_rank_metrics_close(flat, exact, int(run_tied_targets(load_run(tiny_run)).sum()))
     assert main(["evaluate", str(exported), "--json", "--cutoffs", "5,10"]) == 0  # the export's hnsw index
     hnsw = json.loads(capsys.readouterr().out)
     assert hnsw["retrieval"] == "hnsw" and hnsw["users"] == exact["users"]
@@ -119,23 +129,30 @@ def test_retrieval_options_of_evaluate_and_recommend(tiny_run, exported, capsys)
     assert main(["recommend", str(tiny_run), "--user", "2", "-k", "5", "--exclude-history", "--json",
                  "--retrieval", "flat"]) == 0
     flat_recs = json.loads(capsys.readouterr().out)
-    # Same items, ranks and interests; faiss's scores equal torch's up to float rounding.
-    assert [(r["rank"], r["item"], r["interest"]) for r in flat_recs] == [
-        (r["rank"], r["item"], r["interest"]) for r in exact_recs]
-    np.testing.assert_allclose([r["score"] for r in flat_recs], [r["score"] for r in exact_recs], rtol=1e-6)
+    # faiss's scores equal torch's up to float rounding; items, ranks and interests exactly where untied.
+    assert [r["rank"] for r in flat_recs] == [r["rank"] for r in exact_recs]
+    assert_ranking_close([r["item"] for r in flat_recs], [r["score"] for r in flat_recs],
+                         [r["item"] for r in exact_recs], [r["score"] for r in exact_recs],
+                         extra_a=[r["interest"] for r in flat_recs], extra_b=[r["interest"] for r in exact_recs])
     assert main(["recommend", str(exported), "--items", "3", "4", "-k", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
 
 
+@pytest.mark.order_sensitive
 def test_evaluate_with_flat_index_equals_exact_ranks(tiny_run):
     run = load_run(tiny_run)
     exact = run.evaluate_result(cutoffs=(3, 10))
     flat = run.evaluate_result(cutoffs=(3, 10), retrieval="flat")
+    # Within the top 10 the flat index ranks each target where exact ranking does, but for targets
+    # tied with another item (or between interests) within rounding: faiss and torch sum differently.
+    tied = run_tied_targets(run)
     inside = exact.ranks < 10
-    assert np.array_equal(flat.ranks[inside], exact.ranks[inside]) and bool((flat.ranks[~inside] >= 10).all())
-    assert np.array_equal(flat.target_interest, exact.target_interest)
+    assert_ranks_close(flat.ranks[inside], exact.ranks[inside], tied[inside])
+    assert bool((flat.ranks[~inside & ~tied] >= 10).all())
+    assert_ranks_close(flat.target_interest, exact.target_interest, tied)
 
 
+@pytest.mark.order_sensitive
 def test_all_users_parquet_streams_every_users_top_k(tiny_run, exported, tmp_path, capsys):
     import pyarrow.parquet as pq
 
