@@ -66,5 +66,34 @@ def test_a_stop_before_the_first_check_does_not_claim_a_kept_checkpoint(data_dir
     with pytest.raises(TrainingError, match="before the first validation check"):
         bamrec.train(config(data_dir, eval_every=100, max_iters=200), tmp_path / "run", verbose=False)
     log = (tmp_path / "run" / ckpt.LOG_FILE).read_text()
-    assert "loss became nan at iteration 50" in log
+    assert "loss became nan at iteration 1:" in log  # the first step is read (divergence reference)
     assert "(iteration 0)" not in log and "no checkpoint yet" in log
+
+
+def test_a_diverging_loss_is_warned_about_once(data_dir, tmp_path, capsys):  # noqa: F811
+    """--lr 1000: the loss stays finite but grows to millions; say so (once), and train on."""
+    result = bamrec.train(config(data_dir, lr=1000.0, max_iters=200, eval_every=50), tmp_path / "hot", verbose=True)
+    log = (result.run_dir / ckpt.LOG_FILE).read_text()
+    warnings = re.findall(r"warning: the training loss grew from ([0-9.e+]+) at iteration 1 to ([0-9.e+]+) at "
+                          r"iteration (\d+) \(more than 100x its start\): training is diverging; lower --lr "
+                          r"\(now 1000\)", log)
+    assert len(warnings) == 1, log
+    start, end, _ = warnings[0]
+    assert float(end) > 100 * float(start)
+    assert "training is diverging" in capsys.readouterr().err
+    assert result.stopped == "max_iters"
+    calm = bamrec.train(config(data_dir, max_iters=200, eval_every=50), tmp_path / "calm", verbose=False)
+    assert "diverging" not in (calm.run_dir / ckpt.LOG_FILE).read_text()
+
+
+def test_divergence_watch_measures_from_the_first_read_out():
+    from bamrec.training.divergence import DivergenceWatch
+
+    watch = DivergenceWatch(lr=0.5)
+    assert watch.needs_reference and watch.observe(1, 6.9) is None and not watch.needs_reference
+    assert watch.observe(50, 690.0) is None  # exactly 100x: not yet
+    assert "grew from 6.9 at iteration 1 to 691 at iteration 100" in watch.observe(100, 691.0)
+    assert watch.observe(150, 1e9) is None  # once
+    small = DivergenceWatch(lr=0.5)
+    small.observe(1, 0.01)
+    assert small.observe(50, 2.0) is None and small.observe(100, 101.0) is not None  # reference floored at 1

@@ -57,6 +57,7 @@ from bamrec.training.distributed import (
     shutdown,
 )
 from bamrec.training.early_stopping import EarlyStopping
+from bamrec.training.divergence import DivergenceWatch
 from bamrec.training.interrupts import Interrupts, catch_interrupts
 from bamrec.training.objective import Objective, ObjectiveOutput
 from bamrec.training.validation import Validation, build_validation, validation_view
@@ -285,6 +286,7 @@ def fit(
     meter = _Meter(session.objective.backbone.num_interests, tc.batch_size, device)
     started = time.perf_counter() - state.elapsed_s
     stopped = "max_iters"
+    divergence = DivergenceWatch(tc.lr)
     session.model.train()
     try:
         while state.iteration < tc.max_iters:
@@ -293,7 +295,8 @@ def fit(
             meter.add(output)
             bar.update()
             is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
-            if state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0:
+            if (state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0
+                    or divergence.needs_reference):  # the first step's loss: what divergence is measured from
                 recent = output.loss.item()
                 # Every rank reads its loss at the same iterations and they agree: a non-finite loss on
                 # any one rank stops all of them here (none is left waiting in the next all-reduce).
@@ -305,6 +308,9 @@ def fit(
                     session.log(f"loss became {what}{where} at iteration {state.iteration}: stopping; "
                                 f"{_kept(stopper)}. Lower --lr or check the data.")
                     break
+                warning = divergence.observe(state.iteration, recent)
+                if warning is not None:
+                    session.log(warning)
                 bar.set_loss(recent)
             if is_check:
                 state.elapsed_s = time.perf_counter() - started
