@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "bamrec"
 # Bottom to top; a unit may import its own layer and those below.
 LAYERS = (
-    ("errors", "devices", "threads"),
+    ("errors", "devices", "threads", "files"),
     ("config", "recipes"),
     ("data",),
     ("models",),

@@ -8,6 +8,8 @@ one place that does it:
   --seq-len: must be a positive integer, got '0'``, exit 2 (:class:`OneLineParser`);
 - a ``BamrecError`` from the library: ``bamrec: error: <message>``, exit 2;
 - Ctrl-C: ``bamrec: interrupted``, exit 130;
+- a full disk (``bamrec.files.DiskFullError``): ``bamrec: error: cannot write FILE: no space left on
+  device; ...``, exit 74 (EX_IOERR);
 - a closed stdout (``bamrec data stats DIR | head``): quiet exit 141 (128 + SIGPIPE), as Unix tools do.
 
 ``main`` sets the process's threading (``--threads``, ``OMP_WAIT_POLICY=PASSIVE``; see

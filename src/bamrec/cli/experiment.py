@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from bamrec import files
+from bamrec.files import DiskFullError
 from bamrec.cli import POSITIVE_INT
 from bamrec.cli.train import DEVICE
 from bamrec.errors import ConfigError
@@ -38,6 +40,11 @@ def _experiment(args: argparse.Namespace) -> int:
                 tensorboard=Path(args.tensorboard) if args.tensorboard else None,
                 on_progress=lambda experiment=experiment, out=out: write_results(experiment, out),
             )
+            if report.disk_full is not None:
+                raise DiskFullError(f"cell {report.disk_full} could not write its files: no space left on device "
+                                    f"(its log: {(Path(args.runs_dir) / experiment.name) if args.runs_dir else out / 'runs'}"
+                                    f"/{report.disk_full}.log); the other cells stopped at their last checkpoint; "
+                                    "free some space and rerun the same command to resume")
             if report.failed:
                 status = 1
             if report.interrupted:
@@ -60,7 +67,7 @@ def _experiment(args: argparse.Namespace) -> int:
             plots = plot_results(result, images, prefix=f"{experiment.name}-")
             parts.append(render_markdown(result, plots, plot_base=path.parent, heading="##"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+        files.write_text(path, "\n".join(parts) + "\n")
         print(f"wrote {path}")
     return status
 

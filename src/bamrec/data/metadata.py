@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bamrec import files
 from bamrec.data.sources import RawFile, infer_format
 from bamrec.errors import ConfigError, DataError
 
@@ -164,9 +165,8 @@ def save_metadata(metadata: AlignedMetadata | None, out: str | Path) -> None:
     if metadata is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    metadata.frame.write_parquet(tmp)
-    tmp.replace(path)
+    with files.atomic_write(path) as handle:
+        metadata.frame.write_parquet(handle)
 
 
 def load_metadata(dataset_dir: str | Path) -> ItemMetadata | None:

@@ -24,7 +24,6 @@ Everything is vectorised with numpy/polars; no Python loop runs per interaction.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bamrec import files
 from bamrec.data import parquet_parts
 from bamrec.data.metadata import AlignedMetadata, align_metadata, read_items_file, read_movielens_items, save_metadata
 from bamrec.data.sequences import SequenceDataset
@@ -492,9 +492,8 @@ def export_uid_iid(dataset: SequenceDataset, path: str | Path, *, overwrite: boo
     else:
         frame = pl.DataFrame({"user": users, "item": items})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.write_csv(tmp, separator=" ", include_header=False, line_terminator="\n", quote_style="never")
-    os.replace(tmp, path)
+    with files.atomic_write(path) as handle:
+        frame.write_csv(handle, separator=" ", include_header=False, line_terminator="\n", quote_style="never")
     return path
 
 

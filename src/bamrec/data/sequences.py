@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bamrec import files
 from bamrec.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -109,13 +110,17 @@ class SequenceDataset:
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
         out.mkdir(parents=True, exist_ok=True)
+        # The manifest goes first and comes back last: a save that stops half way (a full disk, a
+        # kill) leaves a folder that reads as "not a prepared dataset", never old and new arrays mixed.
+        (out / MANIFEST).unlink(missing_ok=True)
         for stale in out.glob("truth_*.npy"):  # ground truth of a synthetic dataset this one replaces
             stale.unlink()
         for name in _ARRAYS:
-            np.save(out / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+            with files.atomic_write(out / f"{name}.npy") as handle:
+                np.save(handle, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
         manifest = dict(self.manifest)
         manifest.update(format_version=FORMAT_VERSION, checksum=self.checksum(), stats=self.stats())
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        files.write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return out
 
     @classmethod

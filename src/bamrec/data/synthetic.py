@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from bamrec import files
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import ConfigError, DataError
 
@@ -135,7 +136,8 @@ class GroundTruth:
         """Write the three ``truth_*.npy`` files into ``out_dir``."""
         out = Path(out_dir)
         for name, file in TRUTH_FILES.items():
-            np.save(out / file, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+            with files.atomic_write(out / file) as handle:
+                np.save(handle, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth | None:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bamrec import files
 from bamrec.config import run_config_from_flat, to_dict
 from bamrec.errors import ConfigError
 from bamrec.experiments.cell import PROTOCOLS, cell_file, ranks_file
@@ -433,7 +434,7 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", _json_safe(result))
     plots = plot_results(result, out / "plots")
-    (out / "results.md").write_text(render_markdown(result, plots, plot_base=out) + "\n", encoding="utf-8")
+    files.write_text(out / "results.md", render_markdown(result, plots, plot_base=out) + "\n")
     return result
 
 

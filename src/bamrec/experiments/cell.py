@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bamrec import files
 from bamrec.devices import available_cpus
 
 CELL_FORMAT = "bamrec-cell/1"
@@ -214,9 +215,10 @@ def run_cell(job: dict[str, Any]) -> int:
         tests[protocol] = evaluated.metrics()
         ranks[protocol] = _small_ints(evaluated.ranks)
         users = _small_ints(evaluated.users)
-    np.savez_compressed(run_dir / RANKS_FILE, users=users, **ranks)
     cells_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(ranks_file(cells_dir, job["cell"]), users=users, **ranks)
+    for path in (run_dir / RANKS_FILE, ranks_file(cells_dir, job["cell"])):
+        with files.atomic_write(path) as handle:
+            np.savez_compressed(handle, users=users, **ranks)
 
     record = run.record
     diagnostics_path = run_dir / ckpt.DIAGNOSTICS_FILE
@@ -268,6 +270,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_cell(job)
     except BamrecError as exc:
         print(f"bamrec: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # 74: the disk is full (the runner stops the experiment)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

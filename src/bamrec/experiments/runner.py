@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 import bamrec
+from bamrec import files
 from bamrec.devices import available_cpus
 from bamrec.errors import BamrecError
+from bamrec.files import DiskFullError
 from bamrec.experiments.cell import EXIT_INTERRUPTED, cell_file
 from bamrec.experiments.spec import Cell, Experiment
 
@@ -59,6 +61,7 @@ class RunReport:
     finished: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     interrupted: bool = False
+    disk_full: str | None = None  # the cell that found the disk full (the experiment stopped there)
     wall_s: float = 0.0
 
 
@@ -150,17 +153,26 @@ def run_experiment(
                 elif code == EXIT_INTERRUPTED:
                     report.interrupted = True
                     progress_line(f"interrupted {cell_id}")
+                elif code == DiskFullError.exit_code:
+                    # Every other cell writes to the same disk: stop them all (each keeps its last
+                    # checkpoint) rather than fail them one by one.
+                    report.disk_full = cell_id
+                    stop.value = True
                 else:
                     report.failed.append(cell_id)
                     progress_line(f"FAILED {cell_id} (exit {code}); last lines of {runs_dir / (cell_id + '.log')}:\n"
                                   + _tail(runs_dir / f"{cell_id}.log"))
     except KeyboardInterrupt:
         stop.value = True
+    except BaseException:
+        stop.value = True  # e.g. a full disk while writing the results: never leave cells running unseen
+        raise
     finally:
         if stop.value:
-            report.interrupted = True
-            log(f"stopping: {len(running)} running cell(s) finish their current step and keep their "
-                "last checkpoint; rerun the same command to resume")
+            report.interrupted = report.disk_full is None
+            if running:
+                log(f"stopping: {len(running)} running cell(s) finish their current step and keep their "
+                    "last checkpoint; rerun the same command to resume")
             for process, _, _ in running.values():
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)  # the trainer stops cleanly on SIGTERM
@@ -204,7 +216,7 @@ def _launch(experiment: Experiment, cell: Cell, cells_dir: Path, runs_dir: Path,
         "tensorboard": str(tensorboard.resolve()) if tensorboard else None,
     }
     job_file = runs_dir / f"{cell.id}.job.json"
-    job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
+    files.write_text(job_file, json.dumps(job, indent=2))
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(threads)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from bamrec import files
 from bamrec.errors import RunDirError
 from bamrec.reports.plots import PLOT_FILES, write_plots
 from bamrec.reports.tables import (
@@ -84,5 +85,5 @@ def write_report(
     written = write_plots(plotted, out, cutoff=cutoff) if plots else []
     markdown = report_markdown(records, cutoff=cutoff, plots=[p.name for p in written])
     path = out / REPORT_FILE
-    path.write_text(markdown, encoding="utf-8")
+    files.write_text(path, markdown)
     return Report(markdown=markdown, path=path, plots=written, runs=records)

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bamrec import files
 from bamrec.reports.tables import RunRecord
 
 PLOT_FILES = {
@@ -141,5 +142,6 @@ def _figure(width: float = 7.0, height: float = 4.5):
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
+    with files.atomic_write(path) as handle:
+        fig.savefig(handle, dpi=_DPI, format=path.suffix.lstrip(".") or "png")
     return path

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bamrec import files
 from bamrec.errors import RunDirError
 from bamrec.evaluation.ranking import check_positive
 
@@ -52,8 +53,8 @@ def write_all_users(candidates: Any, out: str | Path, k: int, *, exclude_history
         fields.append(("title", pa.string()))
     schema = pa.schema(fields)
     start, lines = time.perf_counter(), 0
-    temporary = out.with_name(out.name + ".tmp")
-    with pq.ParquetWriter(temporary, schema) as writer:
+    # Atomic: a full disk, Ctrl-C or a crash leaves the old file (or none), never a half-written one.
+    with files.atomic_write(out) as handle, pq.ParquetWriter(handle, schema) as writer:
         for lo in range(0, dataset.num_users, batch):
             hi = min(lo + batch, dataset.num_users)
             users = np.arange(lo + 1, hi + 1, dtype=np.int64)
@@ -72,6 +73,5 @@ def write_all_users(candidates: Any, out: str | Path, k: int, *, exclude_history
             table = pa.table(columns, schema=schema)
             writer.write_table(table)
             lines += table.num_rows
-    temporary.replace(out)
     return {"users": dataset.num_users, "lines": lines, "k": k, "seconds": round(time.perf_counter() - start, 3),
             "out": str(out)}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import time
@@ -40,12 +41,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bamrec import files
 from bamrec.errors import BamrecError, RunDirError
 
 EXPORT_FORMAT = "bamrec-export/1"
 MANIFEST_FILE = "manifest.json"
 RUN_FILES = ("config.json", "model.safetensors", "item_map.json")
 ONNX_FILE = "extractor.onnx"
+# Every file an export writes (what a failed export removes again).
+EXPORT_FILES = ("item_vectors.npy", "items.parquet", "index.faiss", "index.json", "user_interests.npy", "users.parquet",
+                "user_interests.parquet", ONNX_FILE, MANIFEST_FILE)
 ONNX_RTOL = 1e-4  # relative tolerance of onnxruntime's interests against torch's (float32)
 ONNX_ATOL = 1e-5  # absolute tolerance
 ONNX_CHECK_USERS = 256  # users whose interests are compared at export
@@ -114,6 +119,21 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
                index_params: dict[str, Any] | None = None, user_batch_size: int = 1024,
                data: str | Path | None = None) -> dict[str, Any]:
     """Write the export of ``run`` (a ``bamrec.api.Run``) to ``out``; returns the manifest."""
+    out = Path(out)
+    checksums_before = run_checksums(run.path)
+    _prepare_out(out, overwrite)
+    try:
+        return _write_export(run, out, index, onnx, index_params, user_batch_size, data, checksums_before)
+    except BaseException:
+        # A full disk, Ctrl-C or a failed check: no half export (and no temporary file) is left behind.
+        for name in EXPORT_FILES:
+            (out / name).unlink(missing_ok=True)
+            files.temporary_of(out / name).unlink(missing_ok=True)
+        raise
+
+
+def _write_export(run: Any, out: Path, index: str, onnx: bool, index_params: dict[str, Any] | None,
+                  user_batch_size: int, data: str | Path | None, checksums_before: dict[str, str]) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -122,19 +142,17 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     from bamrec.retrieval.service import module_interest_fn
     from bamrec.rundir.layout import versions
 
-    out = Path(out)
-    checksums_before = run_checksums(run.path)
-    _prepare_out(out, overwrite)
     model = run.model.eval()
     with torch.inference_mode():
         table = model.item_embeddings().detach()
     device = table.device
     table = table.cpu().float()  # [N + 1, D]
     items = table[1:].numpy()  # [N, D]
-    np.save(out / "item_vectors.npy", items)
-    pq.write_table(pa.table({"row": pa.array(np.arange(1, len(items) + 1, dtype=np.int64)),
-                             "item": id_array(run.item_ids[1:]), "vector": _vector_array(items)}),
-                   out / "items.parquet")
+    with files.atomic_write(out / "item_vectors.npy") as handle:
+        np.save(handle, items)
+    with files.atomic_write(out / "items.parquet") as handle:
+        pq.write_table(pa.table({"row": pa.array(np.arange(1, len(items) + 1, dtype=np.int64)),
+                                 "item": id_array(run.item_ids[1:]), "vector": _vector_array(items)}), handle)
 
     item_index = build_index(table, index, **(index_params or {}))
     index_record = item_index.save(out)
@@ -146,14 +164,15 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     offsets = torch.from_numpy(dataset.offsets)
     flat_items = torch.from_numpy(dataset.items)
     num_interests, dim = model.num_interests, items.shape[1]
-    vectors = np.lib.format.open_memmap(out / "user_interests.npy", mode="w+", dtype=np.float32,
-                                        shape=(num_users, num_interests, dim))
+    vectors = _preallocated_memmap(out / "user_interests.npy", (num_users, num_interests, dim))
     users_schema = pa.schema([("row", pa.int64()), ("user", id_array(user_ids[:1].tolist()).type),
                               ("history_length", pa.int64())])
     long_schema = pa.schema([("user", users_schema.field("user").type), ("interest", pa.int16()),
                              ("vector", pa.list_(pa.float32(), dim))])
-    with pq.ParquetWriter(out / "users.parquet", users_schema) as users_writer, \
-            pq.ParquetWriter(out / "user_interests.parquet", long_schema) as interests_writer:
+    with files.atomic_write(out / "users.parquet") as users_file, \
+            files.atomic_write(out / "user_interests.parquet") as interests_file, \
+            pq.ParquetWriter(users_file, users_schema) as users_writer, \
+            pq.ParquetWriter(interests_file, long_schema) as interests_writer:
         for lo in range(0, num_users, user_batch_size):  # chunks bound memory; each chunk is batched
             hi = min(lo + user_batch_size, num_users)
             starts, ends = offsets[lo:hi], offsets[lo + 1:hi + 1]
@@ -179,7 +198,7 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
 
     if run_checksums(run.path) != checksums_before:
         raise RunDirError(f"run {run.path} changed while it was being exported; export it again")
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+    written = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
     manifest = {
         "format": EXPORT_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -190,13 +209,21 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
                    "dim": dim, "seq_len": seq_len},
         "index": index_record,
         "onnx": onnx_record,
-        "files": {name: sha256_file(out / name) for name in files},
+        "files": {name: sha256_file(out / name) for name in written},
         "versions": versions(),
     }
-    temporary = out / (MANIFEST_FILE + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, out / MANIFEST_FILE)  # the manifest appears last: a half-written export has none
+    # The manifest appears last (atomically): a half-written export has none.
+    files.write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _preallocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A float32 ``.npy`` memmap whose blocks are reserved first: on a full disk a memmap write does not
+    fail, the process dies of SIGBUS; reserving makes it an ENOSPC here, reported in one line."""
+    vectors = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    with files.disk_full_as_one_line(path), open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.path.getsize(path))
+    return vectors
 
 
 def open_export(path: str | Path, verify_files: bool = True) -> dict[str, Any]:
@@ -232,9 +259,11 @@ def export_onnx(model: torch.nn.Module, seq_len: int, out: str | Path, dataset: 
     out = Path(out)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches (see the module docstring)
-        torch.onnx.export(model, (history[:2], mask[:2]), str(out), input_names=["items", "mask"],
+        graph = io.BytesIO()  # then written atomically
+        torch.onnx.export(model, (history[:2], mask[:2]), graph, input_names=["items", "mask"],
                           output_names=["interests"], opset_version=17, dynamo=False,
                           dynamic_axes={"items": {0: "batch"}, "mask": {0: "batch"}, "interests": {0: "batch"}})
+    files.write_bytes(out, graph.getvalue())
     check = check_onnx(model, out, history, mask)
     if not check["within_tolerance"]:
         raise BamrecError(f"the ONNX extractor differs from torch by {check['max_abs_diff']:.3g} "

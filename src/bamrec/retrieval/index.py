@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from bamrec import files
 from bamrec.errors import BamrecError, ConfigError, DataError, RunDirError
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
@@ -183,9 +184,10 @@ class ItemIndex:
         faiss = _faiss()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.cpu_index, str(directory / INDEX_FILE))
+        # Serialised in memory (the size of the item table) so that the file is written atomically.
+        files.write_bytes(directory / INDEX_FILE, faiss.serialize_index(self.cpu_index).tobytes())
         record = self.describe()
-        (directory / PARAMS_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        files.write_text(directory / PARAMS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
         return record
 
     def describe(self) -> dict[str, Any]:

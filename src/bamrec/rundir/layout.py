@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from bamrec import files
 from bamrec.config import RunConfig, run_config_from_dict, to_dict
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import RunDirError
@@ -163,9 +165,7 @@ def read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 def write_json(file: Path, value: Any) -> None:
-    tmp = file.with_suffix(file.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(file)  # atomic: a crash never leaves half a file
+    files.write_text(file, json.dumps(value, indent=2, sort_keys=True) + "\n")  # atomic: old or new, never half
 
 
 def read_json(file: Path) -> Any:
@@ -178,8 +178,7 @@ def read_json(file: Path) -> Any:
 
 
 def append_jsonl(file: Path, value: Any) -> None:
-    with file.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, sort_keys=True) + "\n")
+    files.append_line(file, json.dumps(value, sort_keys=True))  # a whole record or none
 
 
 def read_jsonl(file: Path) -> list[dict[str, Any]]:
@@ -190,9 +189,7 @@ def read_jsonl(file: Path) -> list[dict[str, Any]]:
 
 def save_weights(path: Path, module: torch.nn.Module, metadata: dict[str, str]) -> None:
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
-    tmp = path / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path / WEIGHTS_FILE)
+    files.write_bytes(path / WEIGHTS_FILE, safetensors_bytes(state, metadata=metadata))
 
 
 def load_weights(path: Path, module: torch.nn.Module) -> None:

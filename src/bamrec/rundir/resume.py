@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from bamrec import files
 from bamrec.config import RunConfig, to_dict
 from bamrec.data.sampling import TrainSampler
 from bamrec.errors import RunDirError
@@ -145,9 +146,8 @@ def fresh_streams(sampler: TrainSampler, selection_generator: torch.Generator, s
 
 def save(out: Path, state: ResumeState) -> None:
     """Write ``out/last.ckpt`` atomically."""
-    tmp = out / (ckpt.RESUME_FILE + ".tmp")
-    torch.save(state.to_payload(), tmp)
-    tmp.replace(out / ckpt.RESUME_FILE)
+    with files.atomic_write(out / ckpt.RESUME_FILE) as handle:
+        torch.save(state.to_payload(), handle)
 
 
 def load(out: Path) -> ResumeState:

@@ -21,6 +21,8 @@ from typing import Any, Callable, Protocol, TextIO
 
 from tqdm import tqdm
 
+from bamrec import files
+
 
 @dataclass(frozen=True)
 class Check:
@@ -53,8 +55,7 @@ class Log:
     def __call__(self, message: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
         if self.file is not None:
-            with self.file.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            files.append_line(self.file, line)  # a whole line or none, even on a full disk
         if self.echo:
             tqdm.write(line, file=sys.stderr)
 
