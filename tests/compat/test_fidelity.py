@@ -244,11 +244,17 @@ def test_trained_mind_checkpoint_imports_and_evaluates_as_the_original(original,
     assert run.config.model.routing_norm == "padded" and run.config.train.recipe == "original"
     run.model.eval_routing_logits.copy_(start[0])
     ours = run.evaluate(split="test", protocol="reference", cutoffs=(10, 20))
+    # Their evaluation scores one user at a time with its own products, ours in batches: the same
+    # lists but for targets tied with another item within rounding, each of which moves a mean by at
+    # most 1 / users.
+    from numerics import run_tied_targets
+
+    bound = run_tied_targets(run, "test").sum() / ours["users"] + 1e-9
     for i, k in enumerate((10, 20)):
         print(f"\nFIDELITY trained MIND eval @{k}: recall {theirs['recall'][i]:.4f} vs {ours[f'recall@{k}']:.4f}, "
               f"nDCG {theirs['nDCG'][i]:.4f} vs {ours[f'ndcg@{k}']:.4f}")
-        assert abs(theirs["recall"][i] - ours[f"recall@{k}"]) < 1e-9
-        assert abs(theirs["nDCG"][i] - ours[f"ndcg@{k}"]) < 1e-9
+        assert abs(theirs["recall"][i] - ours[f"recall@{k}"]) <= bound
+        assert abs(theirs["nDCG"][i] - ours[f"ndcg@{k}"]) <= bound
 
 
 def _original_test_data(original, work: Path) -> dict:

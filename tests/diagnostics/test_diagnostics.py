@@ -131,6 +131,7 @@ def test_interest_topic_labels_need_strict_majority():
         diag.interest_topic_labels(item_topic, interests, item_emb, top_n=7)
 
 
+@pytest.mark.order_sensitive
 def test_interest_topic_labels_chunking(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     item_topic = np.arange(40) % 4
@@ -138,7 +139,13 @@ def test_interest_topic_labels_chunking(monkeypatch):
     interests = torch.randn(7, 3, 8, generator=gen)
     whole = diag.interest_topic_labels(item_topic, interests, item_emb, top_n=3)
     monkeypatch.setattr(diag, "_USER_CHUNK", 2)
-    assert np.array_equal(diag.interest_topic_labels(item_topic, interests, item_emb, top_n=3), whole)
+    chunked = diag.interest_topic_labels(item_topic, interests, item_emb, top_n=3)
+    # Chunks of 2 users score in products of another shape: an interest whose 3rd and 4th best items
+    # tie within rounding may take either into its top 3. Every other label is the same.
+    scores = (interests.double() @ item_emb[1:].double().T).sort(-1, descending=True).values  # [U, K, N]
+    boundary = (scores[..., 2] - scores[..., 3]).abs() <= 1e-5 * scores.abs().amax(-1)  # [U, K]
+    assert not bool(boundary.all())
+    assert np.array_equal(chunked[~boundary.numpy()], whole[~boundary.numpy()])
 
 
 def test_selection_over_training():

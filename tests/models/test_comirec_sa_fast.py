@@ -30,6 +30,7 @@ def _formula(model: ComiRecSA, items: torch.Tensor, mask: torch.Tensor) -> torch
         return model(items, mask)
 
 
+@pytest.mark.order_sensitive
 @pytest.mark.parametrize("pair_table", [True, False])
 @pytest.mark.parametrize("chunk", [1, 5, 1024])
 def test_pair_path_equals_the_formula(monkeypatch, chunk: int, pair_table: bool) -> None:
@@ -47,6 +48,7 @@ def test_pair_path_equals_the_formula(monkeypatch, chunk: int, pair_table: bool)
     assert bool((got[1] == 0).all())  # the fully padded window: zero interests
 
 
+@pytest.mark.order_sensitive
 def test_gather_path_off_cpu_equals_the_formula(monkeypatch) -> None:
     # Where valid positions are not packed (a GPU), the fast form gathers the item table at every
     # position; the formula then runs dense too. Both equal the packed CPU formula.
@@ -58,6 +60,7 @@ def test_gather_path_off_cpu_equals_the_formula(monkeypatch) -> None:
     torch.testing.assert_close(ComiRecSAInference(model)(items, mask), packed, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.order_sensitive
 def test_a_batch_smaller_than_the_catalogue_runs_the_formula() -> None:
     items, mask = _long_batch()
     model = ComiRecSA(500, hidden_size=8, num_interests=3, seq_len=16, seed=2).eval()  # 501 rows > 192 positions

@@ -38,6 +38,7 @@ def forward_by_hand(state: dict[str, torch.Tensor], items: np.ndarray) -> np.nda
     return (att / att.sum(1, keepdims=True)) @ emb
 
 
+@pytest.mark.order_sensitive
 def test_synthetic_checkpoint_maps_one_to_one() -> None:
     state = original_state(bam_l=True)
     model, selector_state = reference_state_to_backbone(state)
@@ -98,6 +99,7 @@ def mind_state(n: int = 9, d: int = 4) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.order_sensitive
 def test_mind_checkpoint_maps_and_routes_as_the_original() -> None:
     from bamrec.models import MIND
 

@@ -17,6 +17,7 @@ def _leaves(*shapes: tuple[int, ...], seed: int = 0) -> list[torch.Tensor]:
     return [torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_() for shape in shapes]
 
 
+@pytest.mark.order_sensitive
 @pytest.mark.parametrize("num_interests, chunk", [(1, 7), (3, 5), (3, 1), (2, 1000)])
 def test_chunked_full_softmax_equals_materialised_scores(num_interests, chunk):
     batch, num_items, dim = 6, 23, 4
@@ -35,6 +36,7 @@ def test_chunked_full_softmax_equals_materialised_scores(num_interests, chunk):
     assert chunked_grads[1][0].abs().sum() == 0  # padding never scored
 
 
+@pytest.mark.order_sensitive
 @pytest.mark.parametrize("multi_loss", [False, True])
 def test_objective_full_loss_chunks_only_past_the_budget_and_gives_the_same_step(monkeypatch, multi_loss):
     num_items, dim = 40, 8

@@ -93,6 +93,7 @@ def test_output_structure() -> None:
     assert set(objective().forward(history, mask, target).parts) == {"selected"}
 
 
+@pytest.mark.order_sensitive
 def test_sampled_loss_matches_manual_computation() -> None:
     obj = objective(selection="hard", multi_loss=True, remove_accidental_hits=True)
     history, mask, target = clustered_batch(6, torch.Generator().manual_seed(0))
@@ -103,7 +104,14 @@ def test_sampled_loss_matches_manual_computation() -> None:
         interests = obj.backbone(history, mask)
         table = obj.backbone.item_embeddings()
         scores = torch.einsum("bkd,nd->bkn", interests, table)  # [B, K, N+1]
-        chosen = scores[torch.arange(6), :, target].argmax(1)  # [B]
+        # The objective scores the target by other products than this einsum: hard selection picks
+        # the same interest unless its two best are tied within rounding, where either may win (the
+        # replay then follows the objective's choice).
+        target_scores = scores[torch.arange(6), :, target].sort(1, descending=True).values  # [B, K]
+        tied = (target_scores[:, 0] - target_scores[:, 1]).abs() <= 1e-5 * target_scores.abs().amax(1)  # [B]
+        argmax = scores[torch.arange(6), :, target].argmax(1)  # [B]
+        assert torch.equal(out.selected_index[~tied], argmax[~tied]) and not bool(tied.all())
+        chosen = torch.where(tied, out.selected_index, argmax)  # [B]
         single = scores[torch.arange(6), chosen]  # [B, N+1]
         multi = scores.logsumexp(1)  # [B, N+1]
         expected = 0.0
@@ -111,7 +119,6 @@ def test_sampled_loss_matches_manual_computation() -> None:
             for b in range(6):
                 negs = [s[b, j] for j in negatives if j != target[b]]
                 expected += (-s[b, target[b]] + torch.logsumexp(torch.stack([s[b, target[b]], *negs]), 0)) / 6
-    assert torch.equal(out.selected_index, chosen)
     assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -155,6 +162,7 @@ def test_same_generator_same_loss() -> None:
     a = obj(*batch, generator=torch.Generator().manual_seed(5)).loss
     b = obj(*batch, generator=torch.Generator().manual_seed(5)).loss
     c = obj(*batch, generator=torch.Generator().manual_seed(6)).loss
+    # Bit-equal: the same computation at the same shapes in one process (the determinism promise).
     assert a.item() == b.item() != c.item()
 
 

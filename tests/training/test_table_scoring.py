@@ -31,6 +31,7 @@ def loss_and_grads(monkeypatch, ratio: int, **train):
     dict(selection="bam-p", multi_loss=True, remi_beta=0.5, remove_accidental_hits=True),
     dict(selection="bam-l", multi_loss=True),
 ])
+@pytest.mark.order_sensitive
 def test_table_scoring_matches_gathered_embeddings(monkeypatch, train):
     loss_table, grads_table = loss_and_grads(monkeypatch, 1000, **train)
     loss_gather, grads_gather = loss_and_grads(monkeypatch, 0, **train)

@@ -50,6 +50,7 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
 def test_same_seed_same_numbers(data_dir, tmp_path):
     a = bamrec.train(config(data_dir, selection="bam-p"), tmp_path / "a", verbose=False)
     b = bamrec.train(config(data_dir, selection="bam-p"), tmp_path / "b", verbose=False)
+    # Bit-equal on purpose: the same seed at the same shapes in one process is the determinism promise.
     assert a.test == b.test
     wa, wb = load_file(str(a.run_dir / "model.safetensors")), load_file(str(b.run_dir / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -68,6 +69,7 @@ def test_resume_continues_exactly_where_it_stopped(data_dir, tmp_path):
     resumed = bamrec.train(config(data_dir, selection="bam-p", max_iters=60), tmp_path / "resumed", resume=True,
                            verbose=False)
     assert [r["iter"] for r in ckpt.read_jsonl(resumed.run_dir / "metrics.jsonl")] == [20, 40, 60]
+    # Bit-equal on purpose: a resume continues exactly (same process, same shapes, restored streams).
     assert resumed.test == straight.test
 
 
@@ -89,6 +91,8 @@ def test_resume_of_a_damaged_resume_state_is_one_clear_error(data_dir, tmp_path,
 def test_load_run_reproduces_the_summary_and_recommends(data_dir, tmp_path):
     result = bamrec.train(config(data_dir), tmp_path / "run", verbose=False)
     run = load_run(result.run_dir)
+    # Bit-equal on purpose: the saved weights, evaluated at the run's own batch and chunk sizes in the
+    # same process, give the summary's numbers exactly.
     assert run.evaluate(split="test") == result.test
     recs = run.recommend(user=3, k=5)
     assert [r.rank for r in recs] == [1, 2, 3, 4, 5]
