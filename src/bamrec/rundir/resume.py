@@ -16,7 +16,7 @@ device would have drawn (its kernels differ anyway). The global CPU generator is
   optimiser of the objective) plus ``ranks``: one :class:`RankState` per process, indexed by rank.
 
 Rank 0 writes the file at every validation check (atomically: a crash never leaves half a file), after
-gathering every rank's :class:`RankState` (``distributed.gather_objects``, a collective at the check), so
+gathering every rank's :class:`RankState` (``Communicator.gather``, a collective at the check), so
 each process of a resumed DDP run continues its own streams. A rank the file has no state for (a run
 resumed with more processes than it was saved with, or a file written before per-rank states) starts
 fresh streams seeded by its rank and the iteration (:func:`fresh_streams`): never another rank's.

@@ -6,7 +6,7 @@ says the check improved, and stores :meth:`EarlyStopping.state_dict` in the resu
 resumed run keeps its best score and its count of bad checks.
 
 Under DDP only rank 0 validates, so only rank 0's object is updated; the decision reaches the other
-ranks through :func:`bamrec.training.distributed.agree_on_stop`.
+ranks through :meth:`bamrec.training.distributed.Communicator.agree_on_stop`.
 """
 
 from __future__ import annotations

@@ -12,16 +12,18 @@ The parts the loop is made of, each in its own place:
 * the resume state (``last.ckpt``, typed, per process): :mod:`bamrec.rundir.resume`;
 * per-check callbacks (log line, progress bar, extra loggers passed to ``train``):
   :mod:`bamrec.training.callbacks`;
-* DDP: the ranks agree on stopping in :func:`bamrec.training.distributed.agree_on_stop`, called by
-  every rank at every loss read-out (a non-finite loss on any rank) and every check (patience); every
-  rank validates and tests its share of the users; rank 0 writes;
+* the processes: a :class:`bamrec.training.distributed.Communicator` (one process: every exchange does
+  nothing; DDP under ``torchrun``): the ranks agree on stopping at every loss read-out (a non-finite
+  loss on any rank) and every check (patience); every rank validates and tests its share of the users;
+  rank 0 writes;
 * Ctrl-C / SIGTERM: :mod:`bamrec.training.interrupts` stops the loop (never inside a check's writes);
   the run is then finished with its best checkpoint, ``stopped`` says ``interrupted (SIGTERM)`` and
   ``TrainResult.interrupt_signal`` tells the CLI its exit status.
 
-A check runs validation (every rank, users split) and gathers every rank's random streams, then on
-rank 0 (:func:`_check`): early stopping -> best weights (when improved) -> resume state (one stream
-state per rank) -> ``metrics.jsonl`` -> callbacks.
+``fit`` reads step, log, check: a step trains on one batch; at a log point (:func:`_log`) the loss is
+read and checked; a check (:func:`_check`) runs validation (every rank, users split) and gathers every
+rank's random streams, then on rank 0 (:func:`_record_check`): early stopping -> best weights (when
+improved) -> resume state (one stream state per rank) -> ``metrics.jsonl`` -> callbacks.
 """
 
 from __future__ import annotations
@@ -45,17 +47,7 @@ from bamrec.models import build_backbone, resolve_presets
 from bamrec.rundir import layout as ckpt
 from bamrec.rundir import resume as resume_state
 from bamrec.training.callbacks import Check, CheckCallback, Log, LogCheck, ProgressBar
-from bamrec.training.distributed import (
-    DistributedContext,
-    agree_on_stop,
-    all_reduce_sum,
-    broadcast_flag,
-    broadcast_state,
-    gather_objects,
-    init_distributed,
-    sharded_evaluation,
-    shutdown,
-)
+from bamrec.training.distributed import Communicator, connect
 from bamrec.training.early_stopping import EarlyStopping
 from bamrec.training.divergence import DivergenceWatch
 from bamrec.training.interrupts import Interrupts, catch_interrupts
@@ -109,7 +101,7 @@ class Session:
     validate: Validation
     out: Path
     device: torch.device
-    context: DistributedContext
+    communicator: Communicator  # the other processes of a DDP run (one process: exchanges do nothing)
     log: Log
 
 
@@ -141,33 +133,28 @@ def train(
     config = resolve_presets(config)
     if not config.data:
         raise BamrecError("no dataset given: pass --data DIR (a directory made by `bamrec data prepare`)")
-    device = resolve_device(config.train.device)
-    context = init_distributed(device)
-    if context.enabled and device.type == "cuda":
-        device = torch.device("cuda", context.local_rank)
-        torch.cuda.set_device(device)
+    communicator = connect(resolve_device(config.train.device))
     try:
-        return _train(config, Path(out), device, context, overwrite, resume, progress, verbose, callbacks)
+        return _train(config, Path(out), communicator, overwrite, resume, progress, verbose, callbacks)
     finally:
-        shutdown(context)
+        communicator.close()
 
 
 def _train(
     config: RunConfig,
     out: Path,
-    device: torch.device,
-    context: DistributedContext,
+    communicator: Communicator,
     overwrite: bool,
     resume: bool,
     progress: bool | None,
     verbose: bool,
     extra_callbacks: Sequence[CheckCallback],
 ) -> TrainResult:
-    tc = config.train
+    tc, device, rank = config.train, communicator.device, communicator.rank
     dataset = SequenceDataset.load(config.data)
     split = LeaveOneOut(dataset)
     dataset_info = ckpt.dataset_record(dataset, config.data)
-    main = context.is_main
+    main = communicator.is_main
     if main:
         out = ckpt.prepare_run_dir(out, overwrite=overwrite, resume=resume)
     log = Log(out / ckpt.LOG_FILE if main else None, echo=verbose and main)
@@ -179,10 +166,10 @@ def _train(
     objective = Objective(backbone, tc, dataset.num_items, seed=tc.seed).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sampler_class = WindowSampler if tc.targets == "all" else TrainSampler
-    sampler = sampler_class(split, config.model.seq_len, tc.batch_size, seed=tc.seed + 7919 * context.rank,
+    sampler = sampler_class(split, config.model.seq_len, tc.batch_size, seed=tc.seed + 7919 * rank,
                            device=device)
     selection_generator = torch.Generator(device=device)
-    selection_generator.manual_seed(tc.seed + 1 + 7919 * context.rank)
+    selection_generator.manual_seed(tc.seed + 1 + 7919 * rank)
     state = LoopState()
     stopper = EarlyStopping(tc.select_metric, tc.patience)
 
@@ -191,15 +178,15 @@ def _train(
         saved = resume_state.load(out)
         objective.load_state_dict(saved.objective)
         optimizer.load_state_dict(saved.optimizer)
-        rank_state = saved.rank_state(context.rank)
+        rank_state = saved.rank_state(rank)
         reseeded = False
         if rank_state is not None:
             reseeded = rank_state.apply(sampler, selection_generator)
         else:
-            resume_state.fresh_streams(sampler, selection_generator, tc.seed, context.rank, saved.iteration)
-        if len(saved.ranks) < context.world_size:
+            resume_state.fresh_streams(sampler, selection_generator, tc.seed, rank, saved.iteration)
+        if len(saved.ranks) < communicator.world_size:
             log(f"note: {out / ckpt.RESUME_FILE} holds the random streams of {len(saved.ranks)} process(es); "
-                f"processes {len(saved.ranks)}..{context.world_size - 1} start fresh streams")
+                f"processes {len(saved.ranks)}..{communicator.world_size - 1} start fresh streams")
         stopper.load_state_dict(saved.early_stopping)
         state = LoopState(iteration=saved.iteration, elapsed_s=saved.elapsed_s)
         log(f"resumed from iteration {state.iteration}")
@@ -212,26 +199,22 @@ def _train(
         ckpt.write_config(out, config, dataset_info)
         ckpt.write_item_map(out, dataset)
 
-    model: torch.nn.Module = objective
-    if context.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    model = communicator.wrap(objective)
     if tc.compile:
         from bamrec.training.compiled import CompiledOrEager
 
         model = CompiledOrEager(model, log)  # type: ignore[assignment]
-    validate = build_validation(config, dataset, split, device, context)
+    validate = build_validation(config, dataset, split, device, communicator)
     if main:
         log(
             f"training {config.model.model} ({config.model.num_interests} interests, d={config.model.hidden_size}, "
             f"L={config.model.seq_len}) with {_scheme(config)} on {dataset.num_users} users / "
             f"{dataset.num_items} items, device {device}"
-            + (f", {context.world_size} processes" if context.enabled else "")
+            + (f", {communicator.world_size} processes" if communicator.enabled else "")
         )
 
     session = Session(config, model, objective, optimizer, sampler, selection_generator, validate, out, device,
-                      context, log)
+                      communicator, log)
     bar = ProgressBar(tc.max_iters, state.iteration, enabled=(progress if progress is not None else tc.progress)
                       and main)
     with catch_interrupts() as interrupts:
@@ -282,55 +265,24 @@ def fit(
     other means). ``state`` and ``stopper`` are updated in place; callbacks are closed on the way out.
     """
     interrupts = interrupts or Interrupts()
-    tc, device, context = session.config.train, session.device, session.context
-    meter = _Meter(session.objective.backbone.num_interests, tc.batch_size, device)
+    tc = session.config.train
+    meter = _Meter(session.objective.backbone.num_interests, tc.batch_size, session.device)
     started = time.perf_counter() - state.elapsed_s
-    stopped = "max_iters"
+    stopped: str | None = None
     divergence = DivergenceWatch(tc.lr)
     session.model.train()
     try:
-        while state.iteration < tc.max_iters:
+        while stopped is None and state.iteration < tc.max_iters:
             state.iteration += 1
             output = _step(session)
             meter.add(output)
             bar.update()
-            is_check = state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters
             if (state.iteration % LOG_EVERY == 0 or state.iteration % tc.eval_every == 0
                     or divergence.needs_reference):  # the first step's loss: what divergence is measured from
-                recent = output.loss.item()
-                # Every rank reads its loss at the same iterations and they agree: a non-finite loss on
-                # any one rank stops all of them here (none is left waiting in the next all-reduce).
-                if agree_on_stop(None if math.isfinite(recent) else "nan", context, device) == "nan":
-                    stopped = "nan"
-                    what = f"{recent}" if not math.isfinite(recent) else "non-finite"
-                    where = "" if not context.enabled else (
-                        f" on process {context.rank}" if not math.isfinite(recent) else " on another process")
-                    session.log(f"loss became {what}{where} at iteration {state.iteration}: stopping; "
-                                f"{_kept(stopper)}. Lower --lr or check the data.")
-                    break
-                warning = divergence.observe(state.iteration, recent)
-                if warning is not None:
-                    session.log(warning)
-                bar.set_loss(recent)
-            if is_check:
+                stopped = _log(session, state, stopper, output, divergence, bar)
+            if stopped is None and (state.iteration % tc.eval_every == 0 or state.iteration == tc.max_iters):
                 state.elapsed_s = time.perf_counter() - started
-                all_reduce_sum(meter.selection_counts, context)
-                all_reduce_sum(meter.loss_sum, context).div_(context.world_size)  # mean over ranks
-                metrics = None
-                if getattr(session.validate, "sharded", False) or context.is_main:  # sharded: every rank
-                    metrics = session.validate(session.objective.backbone)
-                rank_states = gather_objects(
-                    resume_state.RankState.capture(session.sampler, session.selection_generator), context)
-                reason = None
-                if context.is_main:
-                    _check(session, state, stopper, meter, callbacks, interrupts, metrics, rank_states)
-                    reason = "patience" if stopper.should_stop else None
-                session.model.train()
-                meter.reset()
-                reason = agree_on_stop(reason, context, device)
-                if reason is not None:
-                    stopped = reason
-                    break
+                stopped = _check(session, state, stopper, meter, callbacks, interrupts)
     except KeyboardInterrupt:
         stopped = f"interrupted ({interrupts.name})" if interrupts.name else "interrupted"
         session.log(f"interrupted{f' by {interrupts.name}' if interrupts.name else ''} at iteration "
@@ -339,7 +291,50 @@ def fit(
         for callback in callbacks:
             callback.close()
     state.elapsed_s = time.perf_counter() - started
-    return stopped
+    return stopped or "max_iters"
+
+
+def _log(session: Session, state: LoopState, stopper: EarlyStopping, output: ObjectiveOutput,
+         divergence: DivergenceWatch, bar: ProgressBar) -> str | None:
+    """A loss read-out (a host sync): ``nan`` when the loss is not finite on any process, else None
+    after the divergence watch and the progress bar have seen it."""
+    communicator = session.communicator
+    recent = output.loss.item()
+    # Every rank reads its loss at the same iterations and they agree: a non-finite loss on any one
+    # rank stops all of them here (none is left waiting in the next all-reduce).
+    if communicator.agree_on_stop(None if math.isfinite(recent) else "nan") == "nan":
+        what = f"{recent}" if not math.isfinite(recent) else "non-finite"
+        where = "" if not communicator.enabled else (
+            f" on process {communicator.rank}" if not math.isfinite(recent) else " on another process")
+        session.log(f"loss became {what}{where} at iteration {state.iteration}: stopping; "
+                    f"{_kept(stopper)}. Lower --lr or check the data.")
+        return "nan"
+    warning = divergence.observe(state.iteration, recent)
+    if warning is not None:
+        session.log(warning)
+    bar.set_loss(recent)
+    return None
+
+
+def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
+           callbacks: Sequence[CheckCallback], interrupts: Interrupts) -> str | None:
+    """A validation check (every process calls it): validate, record it on rank 0, and return the stop
+    reason every process agrees on (``patience``, ``nan``) or None."""
+    communicator = session.communicator
+    communicator.sum_(meter.selection_counts)
+    communicator.mean_(meter.loss_sum)
+    metrics = None
+    if getattr(session.validate, "sharded", False) or communicator.is_main:  # sharded: every rank
+        metrics = session.validate(session.objective.backbone)
+    rank_states = communicator.gather(
+        resume_state.RankState.capture(session.sampler, session.selection_generator))
+    reason = None
+    if communicator.is_main:
+        _record_check(session, state, stopper, meter, callbacks, interrupts, metrics, rank_states)
+        reason = "patience" if stopper.should_stop else None
+    session.model.train()
+    meter.reset()
+    return communicator.agree_on_stop(reason)
 
 
 def _kept(stopper: EarlyStopping) -> str:
@@ -368,9 +363,9 @@ def _step(session: Session) -> ObjectiveOutput:
     return output
 
 
-def _check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
-           callbacks: Sequence[CheckCallback], interrupts: Interrupts, metrics: dict[str, Any],
-           rank_states: list[resume_state.RankState]) -> None:
+def _record_check(session: Session, state: LoopState, stopper: EarlyStopping, meter: _Meter,
+                  callbacks: Sequence[CheckCallback], interrupts: Interrupts, metrics: dict[str, Any],
+                  rank_states: list[resume_state.RankState]) -> None:
     """One validation check on rank 0, given the validation ``metrics`` and every rank's random
     streams: keep the best weights, save the resume state, report."""
     config, objective, out = session.config, session.objective, session.out
@@ -407,9 +402,9 @@ def _finish(session: Session, dataset: SequenceDataset, split: LeaveOneOut, stat
             stopper: EarlyStopping, stopped: str, interrupts: Interrupts) -> TrainResult:
     """Test the best checkpoint (every rank ranks its share of the test users) and, on rank 0, write
     ``summary.json`` and ``diagnostics.json``."""
-    config, objective, out, device, context = (session.config, session.objective, session.out, session.device,
-                                               session.context)
-    if not broadcast_flag(context.is_main and (out / ckpt.WEIGHTS_FILE).is_file(), context, device):
+    config, objective, out, device, communicator = (session.config, session.objective, session.out, session.device,
+                                                    session.communicator)
+    if not communicator.broadcast_flag(communicator.is_main and (out / ckpt.WEIGHTS_FILE).is_file()):
         if interrupts.signum is not None:
             raise TrainingInterrupted(
                 f"training was {stopped} at iteration {state.iteration}, before the first validation check, "
@@ -418,15 +413,15 @@ def _finish(session: Session, dataset: SequenceDataset, split: LeaveOneOut, stat
             f"training stopped ({stopped}) at iteration {state.iteration} before the first validation check, "
             f"so no checkpoint was kept; lower --eval-every or check the data and learning rate"
         )
-    if context.is_main:
+    if communicator.is_main:
         ckpt.load_weights(out, objective)
-    broadcast_state(objective, context)  # rank 0 read the best weights; the run dir may be on its machine only
-    test_result = sharded_evaluation(
+    communicator.broadcast_state(objective)  # rank 0 read the best weights; the run dir may be on its machine only
+    test_result = communicator.sharded_evaluation(
         lambda view: evaluate_model_result(objective.backbone, dataset, view, config, protocol=config.eval.protocol,
                                            device=device),
-        split.view("test"), context)
+        split.view("test"))
     test = test_result.metrics()
-    if not context.is_main:
+    if not communicator.is_main:
         return TrainResult(out, stopper.best_iter, state.iteration, stopped, state.elapsed_s,
                            stopper.best_valid or {}, test, main_process=False, interrupt_signal=interrupts.signum)
     summary = {

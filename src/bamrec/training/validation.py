@@ -5,7 +5,8 @@ per run by :func:`build_validation` from the registry :data:`VALIDATIONS` (name 
 calls it at every check, in eval mode restored afterwards, and hands the metrics to early stopping and to
 the per-check callbacks (:mod:`bamrec.training.callbacks`). Under DDP a step whose ``sharded``
 attribute is true is called on every rank, each ranking its share of the users
-(``training.distributed.sharded_evaluation``); any other step runs on rank 0 alone.
+(``Communicator.sharded_evaluation`` in :mod:`bamrec.training.distributed`); any other step runs on
+rank 0 alone.
 
 Every step must compute the metric early stopping follows: :func:`validation_cutoffs` is the set of
 cutoffs to evaluate.
@@ -29,7 +30,7 @@ from bamrec.data.sequences import SequenceDataset
 from bamrec.data.split import EvalView, LeaveOneOut
 from bamrec.errors import ConfigError
 from bamrec.evaluation.model_eval import evaluate_model, evaluate_model_result
-from bamrec.training.distributed import DistributedContext, sharded_evaluation
+from bamrec.training.distributed import Communicator
 
 
 class Validation(Protocol):
@@ -48,7 +49,7 @@ class ValidationContext:
     device: torch.device
     cutoffs: tuple[int, ...]  # validation_cutoffs(config)
     seed: int  # for protocols that draw users
-    distributed: DistributedContext = DistributedContext()  # DDP: the step runs on every rank, users split
+    distributed: Communicator | None = None  # DDP: the step runs on every rank, users split (None: one process)
 
 
 def validation_cutoffs(config: RunConfig) -> tuple[int, ...]:
@@ -80,10 +81,11 @@ class FixedValidation:
 
     def __call__(self, backbone: torch.nn.Module) -> dict[str, Any]:
         c = self.context
-        return sharded_evaluation(
+        communicator = c.distributed or Communicator(c.device)
+        return communicator.sharded_evaluation(
             lambda view: evaluate_model_result(backbone, c.dataset, view, c.config, protocol="standard",
                                                device=c.device, cutoffs=c.cutoffs),
-            self.view, c.distributed,
+            self.view,
         ).metrics()
 
 
@@ -139,7 +141,7 @@ VALIDATIONS: dict[str, Callable[[ValidationContext], Validation]] = {
 
 
 def build_validation(config: RunConfig, dataset: SequenceDataset, split: LeaveOneOut,
-                     device: torch.device, distributed: DistributedContext = DistributedContext()) -> Validation:
+                     device: torch.device, distributed: Communicator | None = None) -> Validation:
     """The validation step ``config.train.valid_protocol`` names (under DDP, called on every rank)."""
     context = ValidationContext(config=config, dataset=dataset, split=split, device=device,
                                 cutoffs=validation_cutoffs(config), seed=config.train.seed, distributed=distributed)
