@@ -1,8 +1,8 @@
 """Run an experiment's cells: skip finished ones, resume interrupted ones, run ``jobs`` at a time.
 
 Each cell is a subprocess (``python -m bamrec.experiments JOB.json``, see ``cell``) with ``threads`` torch/OpenMP threads, so
-``--jobs N`` splits the cores instead of oversubscribing them (two default-threaded trainings on a
-2-core machine each run 30-40x slower than alone). Its output goes to ``runs/<cell>.log``.
+``--jobs N`` splits the cores instead of oversubscribing them (default-threaded trainings side by side
+slow each other down many times over; docs/experiments.md). Its output goes to ``runs/<cell>.log``.
 After every finished cell the results (``results.json``, ``results.md``, plots) are rewritten, so
 they are current whenever the runner is stopped.
 """

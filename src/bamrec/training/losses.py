@@ -87,7 +87,8 @@ def _subset_keys_topk(
     rows: int, num_items: int, num_negatives: int, generator: torch.Generator | None, device: torch.device | str
 ) -> torch.Tensor:
     # The top-S of i.i.d. uniform keys is a uniform S-subset: sampling without replacement, batched.
-    # Unsorted: the loss treats negatives as a set, and skipping the sort is 4x faster on CPU.
+    # Unsorted: the loss treats negatives as a set, and the sort is most of the draw's time on CPU
+    # (docs/PERFORMANCE.md, "Earlier profile-driven changes").
     keys = torch.rand((rows, num_items + 1), generator=generator, device=device)  # [rows, N + 1]
     return keys.topk(num_negatives, dim=1, sorted=False).indices  # [rows, S]
 
