@@ -3,6 +3,8 @@
 FastAPI (an ASGI app with request validation and OpenAPI docs at ``/docs``) served by uvicorn.
 Endpoints:
 
+- ``GET /``: the interest explorer page (``bamrec.serve.explorer``; ``/?user=ID`` opens a user), its
+  script and style under ``/static/``.
 - ``GET /health``: status and what is served (model, retrieval, sizes).
 - ``POST /recommend``: ``{"user": id}`` or ``{"items": [ids...]}``, ``"k"`` (default 20),
   ``"exclude_history"`` (default false) -> ``{"items": [{"rank", "item", "score", "interest"}, ...]}``
@@ -31,12 +33,14 @@ from typing import Any, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bamrec.errors import BamrecError, ConfigError, DataError, TooLargeError, UnknownIdError
 from bamrec.retrieval.service import Candidates, Query
+from bamrec.serve import explorer
 
 Id = Union[int, str]
 MAX_BODY_BYTES = 4 << 20  # 4 MiB: far above the largest allowed batch of histories
@@ -204,6 +208,14 @@ def create_app(candidates: Candidates, info: dict[str, Any] | None = None) -> Fa
     @app.get("/health")
     def get_health() -> dict[str, Any]:
         return health
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def get_explorer(request: Request) -> HTMLResponse:
+        """The interest explorer page; ``/?user=ID`` (or ``?items=1,2,3``) opens that query."""
+        page = explorer.render_page(candidates, health, request.query_params, lock)
+        return HTMLResponse(page, headers=explorer.HEADERS)
+
+    app.mount("/static", StaticFiles(directory=explorer.STATIC_DIR), name="static")
 
     def recommend(queries: list[Query]) -> list[dict[str, Any]]:
         with lock:
