@@ -4,10 +4,11 @@
     python experiments/fidelity/table.py            # print the tables
     python experiments/fidelity/table.py --write    # replace them in docs/fidelity.md (between markers)
 
-The ml-100k grid comes from grid.py's summaries (results/ml-100k/*.json). The ML-1M comparison comes
-from the experiment runner's aggregate of experiments/fidelity/ml-1m.toml (ml-1m/results.json,
-written by ``bamrec experiment``): mean [95% t-interval] over seeds, and the paired comparison of
-the original recipe against the defaults (paired t-test over seeds; per-user bootstrap on one seed).
+Both grids run under ``bamrec experiment`` (experiments/fidelity/ml-100k.toml and ml-1m.toml). The
+ml-100k tables come from its cell summaries (ml-100k/cells/*.json), grouped by the file's axes (model,
+scheme, variant). The ML-1M comparison comes from the runner's aggregate (ml-1m/results.json): mean
+[95% t-interval] over seeds, and the paired comparison of the original recipe against the defaults
+(paired t-test over seeds; per-user bootstrap on one seed).
 
 Per (model, scheme, variant): mean ± sample std over the seeds present (n), of test recall@20 and
 nDCG@20 under the standard protocol and recall@20 under the reference protocol, and the mean best
@@ -32,7 +33,16 @@ VARIANT_ORDER = ("bamrec", "original", "+negatives", "+valid_protocol", "+routin
 
 
 def load(grid: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((HERE / "results" / grid).glob("*.json"))]
+    """The finished cells of ``grid`` (the runner's ``cells/*.json``), flat: model, scheme, variant,
+    seed, test metrics per protocol, best iteration and the last check's selection shares."""
+    cells = []
+    for path in sorted((HERE / grid / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        cells.append({**{axis: record["axes"][axis] for axis in ("model", "scheme", "variant")},
+                      "seed": record["seed"], "best_iter": record["best_iter"],
+                      "test_standard": record["test"]["standard"], "test_reference": record["test"]["reference"],
+                      "selection_shares_last": record["selection_shares_last"]})
+    return cells
 
 
 def fmt(values: list[float], digits: int = 4) -> str:
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     blocks: dict[str, str] = {}
     for grid in args.grids.split(","):
-        if (HERE / "results" / grid).is_dir():
+        if (HERE / grid / "cells").is_dir():
             blocks.update(tables(grid))
     runner = HERE / "ml-1m" / "results.json"
     if runner.is_file():

@@ -42,6 +42,9 @@ def test_run_skip_and_extend(tmp_path, data_dir, capsys):
     assert curve["iter"] == [20, 40] and curve["time_s"][0] < curve["time_s"][1]
     assert all(0 <= v <= 1 for v in curve["recall@10"] + curve["recall@20"])
     assert record["early_stopping"] == {"eval_every": 20, "patience": 15, "max_iters": 40, "cap_bound": True}
+    # the selection shares of the last check (what docs/fidelity.md's "max sel. share" reads)
+    shares = record["selection_shares_last"]
+    assert len(shares) == TINY["num_interests"] and abs(sum(shares) - 1) < 1e-4
     far = record["far_targets"]
     assert far["users"] == round(40 / 3) and set(far["recall"]) == {"standard", "reference"}
     ranks = np.load(out / "cells" / record["ranks_file"])

@@ -110,6 +110,14 @@ def validation_curve(run_dir: Path) -> dict[str, list]:
     return curve
 
 
+def last_selection_shares(run_dir: Path) -> list[float] | None:
+    """Each interest's share of the training examples between the last two validation checks."""
+    from bamrec.rundir import layout as ckpt
+
+    lines = ckpt.read_jsonl(run_dir / ckpt.METRICS_FILE) if (run_dir / ckpt.METRICS_FILE).is_file() else []
+    return lines[-1].get("selection_shares") if lines else None
+
+
 def far_target_recall(config, users, ranks: dict[str, Any]) -> dict[str, Any]:
     """Recall on the third of test users whose item is farthest from their history (``evaluation.far_targets``)."""
     import numpy as np
@@ -243,6 +251,7 @@ def run_cell(job: dict[str, Any]) -> int:
                            "max_iters": config.train.max_iters,
                            "cap_bound": summary.get("stopped") == "max_iters"},
         "curve": validation_curve(run_dir),
+        "selection_shares_last": last_selection_shares(run_dir),
         "test": tests,
         "far_targets": far_target_recall(config, users, ranks),
         "diagnostics": compact_diagnostics(diagnostics),
