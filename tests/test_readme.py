@@ -167,3 +167,15 @@ def test_every_docs_page_is_on_the_site():
     # --quiet hides the warnings that --strict turns into a failure, so the build must not be quiet
     assert "mkdocs build --strict" in makefile and "--quiet" not in makefile.split("docs:", 1)[1].split("\n\n")[0]
     assert "make docs" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_docs_images_exist_and_experiment_plots_are_read_where_the_runner_writes_them():
+    import yaml
+
+    site = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    assert "docs/hooks/experiment_plots.py" in site["hooks"]  # puts experiments/**/plots/ on the site
+    for page in DOCS:
+        for link in re.findall(r"!\[[^]]*\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / link).is_file(), f"{page.name}: image {link} does not exist"
+            if "/plots/" in link:  # an experiment's plot: linked where `bamrec experiment` wrote it
+                assert link.startswith("../experiments/"), f"{page.name}: {link} is a copy; link the experiment's own"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -221,3 +222,18 @@ def test_baselines_are_matched_on_the_recorded_config_not_on_todays_defaults():
     del old["_records"][0]["config"]["train"]["negatives"]
     assert as_run_options(old)["negatives"] == "shared"
     assert find_baseline(options[1], [as_run_options(old), options[1]], spec, resolved=True) == 0
+
+
+def test_results_page_links_each_experiment_own_plots_without_copies(tmp_path, capsys):
+    file = tmp_path / "exp.toml"
+    file.write_text('name = "exp"\n[grid]\ndata = ["d"]\nselection = ["hard", "bam-p"]\nseed = [1, 2]\n'
+                    '[compare]\nbaseline = { selection = "hard" }\n')
+    out = tmp_path / "experiments" / "exp"
+    for cell in load_experiment(file).cells:
+        _fake_cell(out / "cells", cell, 0.5 if cell.options["selection"] == "hard" else 0.6, [0, 25])
+    page = tmp_path / "docs" / "RESULTS.md"
+    assert main(["experiment", str(file), "--out", str(out), "--report-only", "--results", str(page)]) == 0
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", page.read_text())
+    assert links and all(link.startswith("../experiments/exp/plots/") for link in links)
+    assert all((page.parent / link).resolve().is_file() for link in links)
+    assert not (page.parent / "images").exists()  # the page reads the experiment's plots, no copy

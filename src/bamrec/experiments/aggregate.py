@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -312,7 +313,7 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
     if plots:
         lines += [f"{heading}# Plots", ""]
         for plot in plots:
-            rel = plot.relative_to(plot_base) if plot_base else plot
+            rel = Path(os.path.relpath(plot, plot_base)) if plot_base else plot  # may start with ../
             lines += [f"![{plot.stem}]({rel.as_posix()})", ""]
     return "\n".join(lines)
 
