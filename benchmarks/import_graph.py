@@ -47,22 +47,31 @@ def read_sources(rev: str | None) -> dict[str, str]:
             for path in listed if path.endswith(".py")}
 
 
+def module_imports(sources: dict[str, str]) -> dict[str, set[str]]:
+    """module -> the bamrec modules it imports (``bamrec.training.objective`` -> ``bamrec.training.losses``, ...)."""
+    imports: dict[str, set[str]] = {}
+    modules = {module_name(path) for path in sources}
+    for path, text in sources.items():
+        found = imports.setdefault(module_name(path), set())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name.startswith("bamrec."))
+            elif isinstance(node, ast.ImportFrom) and node.module == "bamrec" and node.level == 0:
+                # ``from bamrec import files`` imports a module; ``from bamrec import __version__`` only
+                # the package's __init__, which every ``bamrec.*`` import loads anyway: not an arrow
+                found.update(f"bamrec.{alias.name}" for alias in node.names if f"bamrec.{alias.name}" in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and node.module.startswith("bamrec."):
+                found.add(node.module)
+    return imports
+
+
 def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
     """unit -> the units it imports."""
     edges: dict[str, set[str]] = defaultdict(set)
-    for path, text in sources.items():
-        source = unit_of(module_name(path))
-        edges.setdefault(source, set())
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                if name.startswith("bamrec.") and unit_of(name) != source:
-                    edges[source].add(unit_of(name))
+    for module, targets in module_imports(sources).items():
+        source = unit_of(module)
+        edges[source].update(unit_of(t) for t in targets if unit_of(t) != source)
     return edges
 
 

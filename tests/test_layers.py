@@ -50,3 +50,14 @@ def test_the_script_reads_a_commit_as_the_working_tree():
     script = _script()
     sources = script.read_sources("HEAD")
     assert "src/bamrec/training/trainer.py" in sources and script.model_lines(sources)["comirec_sa.py"] > 0
+
+
+def test_the_training_method_does_not_import_the_loop():
+    # selection, losses and the objective are the method (docs/method.md); the loop (trainer, callbacks,
+    # validation, early stopping, distributed) drives them and may import them, never the reverse
+    script = _script()
+    imports = script.module_imports(script.read_sources(None))
+    method = {f"bamrec.training.{name}" for name in ("selection", "losses", "objective")}
+    for module in method:
+        inside = {t for t in imports[module] if t.startswith("bamrec.training")}
+        assert inside <= method | {"bamrec.training"}, f"{module} imports {sorted(inside - method)}"
