@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top; a unit may import its own layer and those below.
 LAYERS = (
     ("errors", "devices", "threads", "files"),
-    ("config", "recipes"),
+    ("config", "recipes", "presets"),
     ("data",),
     ("models",),
     ("rundir",),

@@ -61,11 +61,11 @@ class TrainConfig:
     bam_l_grad: str = "straight-through"  # how BaM_l's projections train; "none" = original (never trained)
     multi_loss: bool = False  # add the multi-interest (logsumexp over interests) loss
     loss: str = "sampled"  # "sampled" softmax with uniform negatives, or "full" softmax
-    targets: str = "auto"  # one of TARGETS; "auto" = "all" for sasrec, "one" for the others (models.resolve_presets)
+    targets: str = "auto"  # one of TARGETS; "auto" = "all" for sasrec, "one" for the others (presets.resolve_presets)
     num_negatives: int = 1280  # S, uniform negatives for the sampled softmax
     negatives: str = "shared"  # "shared" per batch, or "per-example" (the original's way)
     remove_accidental_hits: bool = False  # mask sampled negatives equal to the positive
-    # None = the model's preset (``models.resolve_presets``): 0.01 / 100 for "remi" (lambda only
+    # None = the model's preset (``presets.resolve_presets``): 0.01 / 100 for "remi" (lambda only
     # under hard selection), else 0 (off). An explicit 0 is kept: it turns the part off, also for remi.
     remi_beta: float | None = None  # REMI interest-aware hard negatives (0 = off)
     remi_lambda: float | None = None  # REMI routing regularisation weight (0 = off)

@@ -16,7 +16,7 @@ from pathlib import Path
 from bamrec.config import run_config_from_flat
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import RunDirError
-from bamrec.models import REMI_BETA
+from bamrec.presets import REMI_BETA
 from bamrec.compat.reference import load_reference_checkpoint, reference_state_to_backbone
 from bamrec.rundir import layout as ckpt
 from bamrec.training.objective import Objective

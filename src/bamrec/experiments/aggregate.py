@@ -32,7 +32,7 @@ FAR_METRICS = ("recall@20",)  # the far-target recall the tables show (cells hol
 
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     """Every option's value as the run sees it (defaults filled in), flat, without the seed."""
-    from bamrec.models import resolve_presets  # the run sees its presets (remi_beta None -> 0.01 / 0)
+    from bamrec.presets import resolve_presets  # the run sees its presets (remi_beta None -> 0.01 / 0)
 
     config = to_dict(resolve_presets(run_config_from_flat(options)))
     return {"data": config["data"], **_flat_sections(config)}

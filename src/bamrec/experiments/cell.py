@@ -155,7 +155,7 @@ def _interrupted(stopped: object) -> bool:
 
 def _identity(config) -> dict[str, Any]:
     """A config without the options that only say how it runs (device, progress bar)."""
-    from bamrec.models import resolve_presets
+    from bamrec.presets import resolve_presets
     from bamrec.rundir import layout as ckpt
 
     values = ckpt.to_dict(resolve_presets(config))  # saved configs are resolved (remi_beta None -> 0.01 / 0)
@@ -181,7 +181,7 @@ def run_cell(job: dict[str, Any]) -> int:
     from bamrec.api import load_run, train
     from bamrec.config import run_config_from_flat
     from bamrec.devices import resolve_device
-    from bamrec.models import resolve_presets
+    from bamrec.presets import resolve_presets
     from bamrec.rundir import layout as ckpt
 
     threads = int(job.get("threads") or 1)

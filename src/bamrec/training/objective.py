@@ -61,7 +61,7 @@ class Objective(nn.Module):
         super().__init__()
         if num_items != backbone.num_items:
             raise ConfigError(f"num_items={num_items} does not match the backbone's {backbone.num_items} items")
-        # None means "the model's preset", which only ``models.resolve_presets`` knows (the trainer and
+        # None means "the model's preset", which only ``presets.resolve_presets`` knows (the trainer and
         # ``load_run`` see resolved configs); an Objective built from an unresolved config gets "off".
         config = dataclasses.replace(config, remi_beta=config.remi_beta or 0.0, remi_lambda=config.remi_lambda or 0.0)
         if config.remi_lambda > 0 and not hasattr(backbone, "last_attention"):

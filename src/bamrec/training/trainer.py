@@ -43,7 +43,8 @@ from bamrec.data.split import LeaveOneOut
 from bamrec.devices import resolve_device  # re-exported: the one device check (mps, cuda:N range)
 from bamrec.errors import BamrecError
 from bamrec.evaluation.model_eval import evaluate_model, evaluate_model_result
-from bamrec.models import build_backbone, resolve_presets
+from bamrec.models import build_backbone
+from bamrec.presets import resolve_presets
 from bamrec.rundir import layout as ckpt
 from bamrec.rundir import resume as resume_state
 from bamrec.training.callbacks import Check, CheckCallback, Log, LogCheck, ProgressBar
