@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java test test-fidelity docs demo clean
+.PHONY: setup java test test-fidelity docs demo demo-images clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ docs: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bamrec demo --out demo-output --overwrite
+
+# The plots docs/demo.md shows: the report plots of `make demo` (seeded, so the same files each time).
+demo-images: demo
+	install -m 644 demo-output/report/metrics_by_method.png docs/images/demo-metrics-by-method.png
+	install -m 644 demo-output/report/validation_curves.png docs/images/demo-validation-curves.png
 
 clean:
 	rm -rf $(VENV) demo-output site

@@ -198,3 +198,13 @@ def test_docs_images_exist_and_experiment_plots_are_read_where_the_runner_writes
             assert (page.parent / link).is_file(), f"{page.name}: image {link} does not exist"
             if "/plots/" in link:  # an experiment's plot: linked where `bamrec experiment` wrote it
                 assert link.startswith("../experiments/"), f"{page.name}: {link} is a copy; link the experiment's own"
+
+
+def test_the_demo_page_images_are_made_by_make_demo_images():
+    # docs/images/ holds only what `make demo-images` writes there from `make demo`'s report; the
+    # experiment plots are read in experiments/ (test above)
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\ndemo-images:", 1)[1].split("\n\n", 1)[0]
+    made = set(re.findall(r"docs/images/(\S+\.png)", recipe))
+    shown = set(re.findall(r"\]\(images/(\S+\.png)\)", (REPO / "docs" / "demo.md").read_text(encoding="utf-8")))
+    assert shown and shown == made
