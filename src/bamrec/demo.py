@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from bamrec import locks
 from bamrec.config import run_config_from_flat
 from bamrec.data.synthetic import SyntheticConfig, write_synthetic
 from bamrec.errors import RunDirError
@@ -61,6 +62,14 @@ def run_demo(out: str | Path, *, quick: bool = False, overwrite: bool = False, p
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate data, train the three methods, evaluate, report; returns the table's numbers."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out} is a file, not a folder")
+    with locks.write_lock(out, "bamrec demo"):  # a second demo into --out is refused before it removes anything
+        return _run_demo(out, quick=quick, overwrite=overwrite, progress=progress, echo=echo)
+
+
+def _run_demo(out: Path, *, quick: bool, overwrite: bool, progress: bool,
+              echo: Callable[[str], None]) -> dict[str, Any]:
     _claim_output_dir(out, overwrite)
     started = time.perf_counter()
     data_config, options = demo_settings(quick)
@@ -102,7 +111,7 @@ def _claim_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty folder unless it is a demo output and ``overwrite`` is set; then mark it."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and locks.contents(out):
         if not overwrite:
             raise RunDirError(f"{out} already exists; pass --overwrite to replace the demo output there")
         if not is_demo_output(out):

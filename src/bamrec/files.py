@@ -11,14 +11,17 @@
   ``write`` saw, and an error without one counts as "disk full" when the file system has (almost)
   no free space left at that moment.
 
-``kill -9`` runs no handler: it can leave a ``NAME.tmp``, never a damaged ``NAME``. Writers that hold
-the directory's lock (``bamrec.locks``) remove such leftovers with :func:`remove_stale_temporaries`.
+``kill -9`` runs no handler: it can leave a ``NAME.tmp``, never a damaged ``NAME``; nothing reads a
+``NAME.tmp``. Writers that hold the directory's lock (``bamrec.locks``) remove such leftovers with
+:func:`remove_stale_temporaries` (``--resume`` does).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,6 +32,11 @@ TMP_SUFFIX = ".tmp"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_WORDS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122", "StorageFull")
 _NEARLY_FULL = 1 << 20  # bytes: below this, a write error without an errno is taken for a full disk
+# Tests only (tests/cli/test_kill.py): "NAME:COUNT:before" or "NAME:COUNT:after" stalls the process for
+# good at the COUNT-th atomic write of a file called NAME, before or after its rename, so that a
+# SIGKILL lands exactly there. Unset, it costs one dictionary look-up per file written.
+STALL_ENV = "BAMREC_TEST_STALL_WRITE"
+_stall_counts: dict[str, int] = {}
 
 
 class DiskFullError(BamrecError):
@@ -71,6 +79,7 @@ def atomic_write(path: str | Path) -> Iterator[Any]:
             yield handle
             raw.flush()
             os.fsync(raw.fileno())  # on disk before it replaces the old file: a power cut keeps one of them
+        _test_stall(path, "before")
         os.replace(tmp, path)
     except BaseException as exc:
         full = is_disk_full(exc, tmp, handle.error if handle is not None else None)
@@ -79,6 +88,7 @@ def atomic_write(path: str | Path) -> Iterator[Any]:
             raise disk_full(path) from None
         raise
     _sync_directory(path.parent)
+    _test_stall(path, "after")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -157,6 +167,21 @@ def remove_stale_temporaries(directory: str | Path, names: Any) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def _test_stall(path: Path, moment: str) -> None:
+    spec = os.environ.get(STALL_ENV)
+    if not spec:
+        return
+    name, count, when = spec.split(":")
+    if path.name != name:
+        return
+    if moment == "before":
+        _stall_counts[name] = _stall_counts.get(name, 0) + 1
+    if when == moment and _stall_counts.get(name) == int(count):
+        print(f"{STALL_ENV}: stalled {moment} renaming {path}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
 
 
 def _sync_directory(directory: Path) -> None:

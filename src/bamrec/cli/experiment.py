@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.files import DiskFullError
 from bamrec.cli import POSITIVE_INT
-from bamrec.cli.train import DEVICE
+from bamrec.cli.train import DEVICE, warn_if_being_written
 from bamrec.errors import ConfigError
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from bamrec.experiments import load_experiment, run_experiment, write_results
+    from bamrec.experiments import load_experiment
     from bamrec.experiments.aggregate import aggregate, plot_results, render_markdown
 
     experiments = [load_experiment(path) for path in args.files]
@@ -33,27 +35,15 @@ def _experiment(args: argparse.Namespace) -> int:
         if args.report_only and not (out / "cells").is_dir():
             raise ConfigError(f"no cell summaries in {out / 'cells'}: run the experiment without --report-only "
                               "first, or give its directory with --out")
-        if not args.report_only:
-            report = run_experiment(
-                experiment, out, jobs=args.jobs, threads=args.threads, device=args.device,
-                runs_dir=Path(args.runs_dir) / experiment.name if args.runs_dir else None,
-                tensorboard=Path(args.tensorboard) if args.tensorboard else None,
-                on_progress=lambda experiment=experiment, out=out: write_results(experiment, out),
-            )
-            if report.disk_full is not None:
-                raise DiskFullError(f"cell {report.disk_full} could not write its files: no space left on device "
-                                    f"(its log: {(Path(args.runs_dir) / experiment.name) if args.runs_dir else out / 'runs'}"
-                                    f"/{report.disk_full}.log); the other cells stopped at their last checkpoint; "
-                                    "free some space and rerun the same command to resume")
-            if report.failed:
-                status = 1
-            if report.interrupted:
-                write_results(experiment, out)
-                print(f"interrupted: rerun the same command to continue ({out})", file=sys.stderr)
-                return 130
-        result = write_results(experiment, out)
-        print(f"{experiment.name}: {result['cells_done']}/{result['cells_total']} cells done; "
-              f"results in {out / 'results.md'} and {out / 'results.json'}")
+        with ExitStack() as held:
+            if args.report_only:  # rewrites only what the cells give: a running experiment is no obstacle
+                warn_if_being_written(out)
+            else:  # a second runner on --out is refused before it starts a cell (run_experiment: --runs-dir)
+                held.enter_context(locks.write_lock(out, "bamrec experiment"))
+            code = _run_one(args, experiment, out)
+        if code == 130:
+            return code
+        status = max(status, code)
     if args.results:
         path = Path(args.results)
         command = "bamrec experiment " + " ".join(shlex.quote(f) for f in args.files) + " --report-only --results " \
@@ -69,6 +59,36 @@ def _experiment(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_text(path, "\n".join(parts) + "\n")
         print(f"wrote {path}")
+    return status
+
+
+def _run_one(args: argparse.Namespace, experiment: Any, out: Path) -> int:
+    """Run one experiment's unfinished cells (unless --report-only) and write its results; the exit
+    status (1: a cell failed, 130: interrupted)."""
+    from bamrec.experiments import run_experiment, write_results
+
+    status = 0
+    if not args.report_only:
+        report = run_experiment(
+            experiment, out, jobs=args.jobs, threads=args.threads, device=args.device,
+            runs_dir=Path(args.runs_dir) / experiment.name if args.runs_dir else None,
+            tensorboard=Path(args.tensorboard) if args.tensorboard else None,
+            on_progress=lambda experiment=experiment, out=out: write_results(experiment, out),
+        )
+        if report.disk_full is not None:
+            raise DiskFullError(f"cell {report.disk_full} could not write its files: no space left on device "
+                                f"(its log: {(Path(args.runs_dir) / experiment.name) if args.runs_dir else out / 'runs'}"
+                                f"/{report.disk_full}.log); the other cells stopped at their last checkpoint; "
+                                "free some space and rerun the same command to resume")
+        if report.failed:
+            status = 1
+        if report.interrupted:
+            write_results(experiment, out)
+            print(f"interrupted: rerun the same command to continue ({out})", file=sys.stderr)
+            return 130
+    result = write_results(experiment, out)
+    print(f"{experiment.name}: {result['cells_done']}/{result['cells_total']} cells done; "
+          f"results in {out / 'results.md'} and {out / 'results.json'}")
     return status
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
-from bamrec.cli.train import DEVICE, MAX_K
+from bamrec.cli.train import DEVICE, MAX_K, load_for_reading, warn_if_being_written
 from bamrec.devices import DEVICE_FORM
 
 
@@ -47,6 +47,7 @@ def _export(args: argparse.Namespace) -> int:
     from bamrec.api import load_run
     from bamrec.retrieval.export import export_run
 
+    warn_if_being_written(args.run)
     run = load_run(args.run, device=args.device)
     manifest = export_run(run, args.out, index=args.index, onnx=args.onnx, overwrite=args.overwrite,
                           index_params=_index_params(args), data=args.data)
@@ -65,10 +66,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bamrec.api import load_run_or_export
     from bamrec.serve.app import bind, create_app, serve
 
-    run, index = load_run_or_export(args.target, device=args.device)
+    run, index = load_for_reading(args.target, device=args.device)
     retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     limits = {"max_k": args.max_k, "max_history": args.max_history, "max_batch": args.max_batch}
     candidates = run.candidates(retrieval, index, args.data, **limits)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import typing
+from pathlib import Path
 from typing import Any
 
 from bamrec.cli import POSITIVE_INT, parse_with
@@ -136,10 +137,29 @@ def _print_metrics(metrics: dict[str, Any], title: str, retrieval: str | None = 
         print("  " + name.ljust(8) + "".join(f"{metrics[f'{name}@{c}']:.4f}".rjust(10) for c in cutoffs))
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def warn_if_being_written(path: str | Path) -> None:
+    """One line on stderr when a live process writes ``path`` (a reader still works: every file there is
+    replaced atomically, so it reads the last complete version)."""
+    from bamrec.locks import being_written_warning
+
+    text = being_written_warning(path)
+    if text is not None:
+        print(f"bamrec: warning: {text}", file=sys.stderr, flush=True)
+
+
+def load_for_reading(path: str, device: str) -> tuple[Any, Any]:
+    """``load_run_or_export``, saying first when the run (or an export, or the run behind it) is being written."""
     from bamrec.api import load_run_or_export
 
-    run, index = load_run_or_export(args.run, device=args.device)
+    warn_if_being_written(path)
+    run, index = load_run_or_export(path, device=device)
+    if Path(run.path).resolve() != Path(path).resolve():  # an export: its run is read too
+        warn_if_being_written(run.path)
+    return run, index
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    run, index = load_for_reading(args.run, device=args.device)
     retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     metrics = run.evaluate(split=args.split, protocol=args.protocol, cutoffs=args.cutoffs, data=args.data,
                            progress=not args.json and sys.stderr.isatty(), retrieval=retrieval, index=index)
@@ -163,9 +183,7 @@ def _retrieval_words(retrieval: str) -> str:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from bamrec.api import load_run_or_export
-
-    run, index = load_run_or_export(args.run, device=args.device)
+    run, index = load_for_reading(args.run, device=args.device)
     retrieval = args.retrieval or (index.params.kind if index is not None else "exact")
     if args.all_users:
         from bamrec.retrieval.batch import write_all_users

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bamrec import locks
 from bamrec.config import run_config_from_flat
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import RunDirError
@@ -72,10 +73,12 @@ def import_reference(
     objective = Objective(model, config.train, dataset.num_items, seed=seed)
     if selector_state is not None:
         objective.selector.load_state_dict(selector_state)
-    run_dir = ckpt.prepare_run_dir(out, overwrite=overwrite)
-    ckpt.write_config(run_dir, config, ckpt.dataset_record(dataset, data),
-                      extra={"imported_from": str(Path(checkpoint).resolve())})
-    ckpt.save_weights(run_dir, objective, {"format": ckpt.RUN_FORMAT, "model": backbone, "selection": selection,
-                                           "imported": "bam-reference"})
-    ckpt.write_item_map(run_dir, dataset)
+    ckpt.check_run_dir(out, overwrite=overwrite)
+    with locks.write_lock(out, "bamrec import-reference"):  # refused before --overwrite removes anything
+        run_dir = ckpt.prepare_run_dir(out, overwrite=overwrite)
+        ckpt.write_config(run_dir, config, ckpt.dataset_record(dataset, data),
+                          extra={"imported_from": str(Path(checkpoint).resolve())})
+        ckpt.save_weights(run_dir, objective, {"format": ckpt.RUN_FORMAT, "model": backbone,
+                                               "selection": selection, "imported": "bam-reference"})
+        ckpt.write_item_map(run_dir, dataset)
     return run_dir

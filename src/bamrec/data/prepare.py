@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.data import parquet_parts
 from bamrec.data.metadata import AlignedMetadata, align_metadata, read_items_file, read_movielens_items, save_metadata
 from bamrec.data.sequences import SequenceDataset
@@ -300,70 +300,74 @@ def prepare_dataset(
 
     out = Path(out)
     _check_out(out, overwrite)
-    if min_user_count < 0 or min_item_count < 0:
-        raise ConfigError("--min-user-count and --min-item-count must be >= 0")
-    if id_type is not None and id_type not in ID_TYPES:
-        raise ConfigError(f"--id-type must be one of {', '.join(ID_TYPES)}, got {id_type!r}")
-    chosen_id_type = id_type
-    if items is not None and not Path(items).is_file():
-        raise DataError(f"--items {items}: no such file")
-    if items is None and items_id_col is not None:
-        raise ConfigError("--items-id-col names the id column of --items FILE; give --items too")
-    preset_items = None
-    if str(source) in registry.DATASETS:
-        raw, layout = registry.raw_file(str(source), category=category, fmt=fmt, from_path=from_path,
-                                        mirror=mirror, progress=progress, echo=echo)
-        if any(c is not None for c in (user_col, item_col, time_col, delimiter)):
-            raise ConfigError(f"--user-col, --item-col, --time-col and --delimiter do not apply to the "
-                              f"registered dataset {source}")
-        columns = layout.columns or (None, None, None)
-        interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
-                                         time_col=columns[2], id_type=id_type)
-        source_name = str(source)
-        raw_info = raw_file_info(raw)
-        preset_items = registry.item_file(str(source), raw) if items is None else None
-    elif parquet_parts.is_parts_source(source):
-        _check_parts_options(fmt, from_path, category)
-        interactions, raw_info = parquet_parts.read_parquet_parts(source, user_col, item_col, time_col)
-        source_name = str(source) if not Path(source).exists() else str(Path(source).resolve())
-    else:
-        raw = _source_file(source, from_path, category)
-        interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
-                                         delimiter=delimiter, id_type=id_type)
-        source_name = str(Path(source).resolve())
-        raw_info = raw_file_info(raw)
-    id_type = id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)
-    if len(interactions) == 0:
-        raise DataError(f"{interactions.source} holds no interactions")
-    if echo is not None:
-        echo(f"read {len(interactions):,} interactions from {interactions.source}")
-    rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
-             "category": category, "id_type": id_type or "stored"}
-    if delimiter is not None:
-        rules["delimiter"] = delimiter
-    manifest = _manifest(source_name, interactions, raw_info, rules, (user_col, item_col, time_col))
-    dataset = build_dataset(interactions.users, interactions.items,
-                            None if interactions.times is None else interactions.times,
-                            min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
-                            manifest=manifest, id_type=id_type, source=interactions.source)
-    warnings = list(interactions.warnings)
-    warning = short_user_warning(dataset)
-    if warning is not None:
-        warnings.append(warning)
-    if warnings:
-        dataset.manifest["warnings"] = warnings
+    # The whole command holds --out's lock (bamrec.locks): a second prepare into it is refused here,
+    # before its download and parsing, and never mixes its files with this one's.
+    with locks.write_lock(out, "bamrec data prepare"):
+        _check_out(out, overwrite)  # again: another writer may have filled --out since the first look
+        if min_user_count < 0 or min_item_count < 0:
+            raise ConfigError("--min-user-count and --min-item-count must be >= 0")
+        if id_type is not None and id_type not in ID_TYPES:
+            raise ConfigError(f"--id-type must be one of {', '.join(ID_TYPES)}, got {id_type!r}")
+        chosen_id_type = id_type
+        if items is not None and not Path(items).is_file():
+            raise DataError(f"--items {items}: no such file")
+        if items is None and items_id_col is not None:
+            raise ConfigError("--items-id-col names the id column of --items FILE; give --items too")
+        preset_items = None
+        if str(source) in registry.DATASETS:
+            raw, layout = registry.raw_file(str(source), category=category, fmt=fmt, from_path=from_path,
+                                            mirror=mirror, progress=progress, echo=echo)
+            if any(c is not None for c in (user_col, item_col, time_col, delimiter)):
+                raise ConfigError(f"--user-col, --item-col, --time-col and --delimiter do not apply to the "
+                                  f"registered dataset {source}")
+            columns = layout.columns or (None, None, None)
+            interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
+                                             time_col=columns[2], id_type=id_type)
+            source_name = str(source)
+            raw_info = raw_file_info(raw)
+            preset_items = registry.item_file(str(source), raw) if items is None else None
+        elif parquet_parts.is_parts_source(source):
+            _check_parts_options(fmt, from_path, category)
+            interactions, raw_info = parquet_parts.read_parquet_parts(source, user_col, item_col, time_col)
+            source_name = str(source) if not Path(source).exists() else str(Path(source).resolve())
+        else:
+            raw = _source_file(source, from_path, category)
+            interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
+                                             delimiter=delimiter, id_type=id_type)
+            source_name = str(Path(source).resolve())
+            raw_info = raw_file_info(raw)
+        id_type = id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)
+        if len(interactions) == 0:
+            raise DataError(f"{interactions.source} holds no interactions")
         if echo is not None:
-            for text in warnings:
-                echo(f"warning: {text}")
-    note = integer_like_note(dataset) if chosen_id_type is None else None
-    if note is not None and echo is not None:
-        echo(f"note: {note}")
-    metadata = _item_metadata(dataset, items, items_id_col, preset_items, str(source), echo)
-    if metadata is not None:
-        dataset.manifest["item_metadata"] = metadata.manifest()
-    dataset.save(out, overwrite=overwrite)
-    save_metadata(metadata, out)
-    return dataset
+            echo(f"read {len(interactions):,} interactions from {interactions.source}")
+        rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
+                 "category": category, "id_type": id_type or "stored"}
+        if delimiter is not None:
+            rules["delimiter"] = delimiter
+        manifest = _manifest(source_name, interactions, raw_info, rules, (user_col, item_col, time_col))
+        dataset = build_dataset(interactions.users, interactions.items,
+                                None if interactions.times is None else interactions.times,
+                                min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
+                                manifest=manifest, id_type=id_type, source=interactions.source)
+        warnings = list(interactions.warnings)
+        warning = short_user_warning(dataset)
+        if warning is not None:
+            warnings.append(warning)
+        if warnings:
+            dataset.manifest["warnings"] = warnings
+            if echo is not None:
+                for text in warnings:
+                    echo(f"warning: {text}")
+        note = integer_like_note(dataset) if chosen_id_type is None else None
+        if note is not None and echo is not None:
+            echo(f"note: {note}")
+        metadata = _item_metadata(dataset, items, items_id_col, preset_items, str(source), echo)
+        if metadata is not None:
+            dataset.manifest["item_metadata"] = metadata.manifest()
+        dataset.save(out, overwrite=overwrite)
+        save_metadata(metadata, out)
+        return dataset
 
 
 def _item_metadata(dataset: SequenceDataset, items: str | Path | None, id_col: str | None,
@@ -393,7 +397,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse early (before any download or parsing) to replace an existing dataset."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and locks.contents(out) and not overwrite:
         raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -107,20 +107,23 @@ class SequenceDataset:
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write the dataset to ``out_dir``; refuses to replace an existing one unless ``overwrite``."""
         out = Path(out_dir)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
-        out.mkdir(parents=True, exist_ok=True)
-        # The manifest goes first and comes back last: a save that stops half way (a full disk, a
-        # kill) leaves a folder that reads as "not a prepared dataset", never old and new arrays mixed.
-        (out / MANIFEST).unlink(missing_ok=True)
-        for stale in out.glob("truth_*.npy"):  # ground truth of a synthetic dataset this one replaces
-            stale.unlink()
-        for name in _ARRAYS:
-            with files.atomic_write(out / f"{name}.npy") as handle:
-                np.save(handle, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
-        manifest = dict(self.manifest)
-        manifest.update(format_version=FORMAT_VERSION, checksum=self.checksum(), stats=self.stats())
-        files.write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if out.exists() and not out.is_dir():
+            raise DataError(f"--out {out} is a file; give a directory")
+        # One writer at a time (bamrec.locks): a second one is refused before the manifest goes.
+        with locks.write_lock(out, "bamrec data prepare"):
+            if locks.contents(out) and not overwrite:
+                raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+            # The manifest goes first and comes back last: a save that stops half way (a full disk, a
+            # kill) leaves a folder that reads as "not a prepared dataset", never old and new arrays mixed.
+            (out / MANIFEST).unlink(missing_ok=True)
+            for stale in out.glob("truth_*.npy"):  # ground truth of a synthetic dataset this one replaces
+                stale.unlink()
+            for name in _ARRAYS:
+                with files.atomic_write(out / f"{name}.npy") as handle:
+                    np.save(handle, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+            manifest = dict(self.manifest)
+            manifest.update(format_version=FORMAT_VERSION, checksum=self.checksum(), stats=self.stats())
+            files.write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return out
 
     @classmethod

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import ConfigError, DataError
 
@@ -190,8 +190,9 @@ def write_synthetic(
 ) -> tuple[Path, SequenceDataset]:
     """Generate a dataset and save it with its ground truth; returns the directory and the dataset."""
     dataset, truth = generate(config)
-    out = dataset.save(out_dir, overwrite=overwrite)
-    truth.save(out)
+    with locks.write_lock(out_dir, "bamrec data synthetic"):  # the arrays and their truth: one writer
+        out = dataset.save(out_dir, overwrite=overwrite)
+        truth.save(out)
     return out, dataset
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.devices import available_cpus
 
 CELL_FORMAT = "bamrec-cell/1"
@@ -174,7 +174,15 @@ def _small_ints(values) -> "np.ndarray":
 
 
 def run_cell(job: dict[str, Any]) -> int:
-    """Train and test one cell as ``job`` says; returns the process exit code."""
+    """Train and test one cell as ``job`` says; returns the process exit code.
+
+    The cell holds its run directory's lock (``bamrec.locks``) from its first look to its last write:
+    a `bamrec train` already writing there is never replaced, and none can start there meanwhile."""
+    with locks.write_lock(job["run_dir"], f"bamrec experiment cell {job['cell']}", flag="--runs-dir"):
+        return _run_cell(job)
+
+
+def _run_cell(job: dict[str, Any]) -> int:
     import numpy as np
     import torch
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import bamrec
-from bamrec import files
+from bamrec import files, locks
 from bamrec.devices import available_cpus
 from bamrec.errors import BamrecError
 from bamrec.files import DiskFullError
@@ -84,13 +84,25 @@ def run_experiment(
     log: Callable[[str], None] | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> RunReport:
-    """Run every unfinished cell of ``experiment``; summaries go to ``out/cells``, runs to ``runs_dir``."""
+    """Run every unfinished cell of ``experiment``; summaries go to ``out/cells``, runs to ``runs_dir``.
+
+    The runner holds the locks of ``out`` and ``runs_dir`` (``bamrec.locks``) while it runs: a second
+    runner on either is refused before it starts a cell; each cell holds its own run directory's."""
     if jobs < 1:
         raise BamrecError(f"--jobs must be at least 1, got {jobs}")
+    runs_dir = runs_dir or out / "runs"
+    with locks.write_lock(out, "bamrec experiment", flag="--out"), \
+            locks.write_lock(runs_dir, "bamrec experiment", flag="--runs-dir"):
+        return _run_experiment(experiment, out, jobs=jobs, threads=threads, device=device, runs_dir=runs_dir,
+                               tensorboard=tensorboard, log=log, on_progress=on_progress)
+
+
+def _run_experiment(experiment: Experiment, out: Path, *, jobs: int, threads: int | None, device: str | None,
+                    runs_dir: Path, tensorboard: Path | None, log: Callable[[str], None] | None,
+                    on_progress: Callable[[], None] | None) -> RunReport:
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     threads = threads or default_threads(jobs)
     cells_dir = out / "cells"
-    runs_dir = runs_dir or out / "runs"
     cells_dir.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
     done = finished_cells(experiment, cells_dir)

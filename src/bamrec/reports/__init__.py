@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.errors import RunDirError
 from bamrec.reports.plots import PLOT_FILES, write_plots
 from bamrec.reports.tables import (
@@ -72,6 +72,11 @@ def write_report(
     """
     records = load_runs(runs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(records)
+    with locks.write_lock(out, "bamrec report"):  # two reports into one --out: the second is refused
+        return _write_report(records, out, overwrite=overwrite, cutoff=cutoff, plots=plots)
+
+
+def _write_report(records: Sequence[RunRecord], out: Path, *, overwrite: bool, cutoff: int, plots: bool) -> Report:
     ours = [out / REPORT_FILE, *(out / name for name in PLOT_FILES.values())]
     existing = [p.name for p in ours if p.exists()]
     if existing and not overwrite:

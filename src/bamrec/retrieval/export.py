@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.errors import BamrecError, RunDirError
 
 EXPORT_FORMAT = "bamrec-export/1"
@@ -87,12 +87,12 @@ def is_export(path: str | Path) -> bool:
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and locks.contents(out):
         if not overwrite:
             raise RunDirError(f"export directory {out} already exists; pass --overwrite to replace it")
         if not is_export(out) and not (out / "index.faiss").exists():
             raise RunDirError(f"{out} is not an export directory; refusing to overwrite it")
-        for child in out.iterdir():
+        for child in locks.contents(out):  # not the lock this process holds
             if child.is_file():
                 child.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -121,15 +121,18 @@ def export_run(run: Any, out: str | Path, *, index: str = "flat", onnx: bool = F
     """Write the export of ``run`` (a ``bamrec.api.Run``) to ``out``; returns the manifest."""
     out = Path(out)
     checksums_before = run_checksums(run.path)
-    _prepare_out(out, overwrite)
-    try:
-        return _write_export(run, out, index, onnx, index_params, user_batch_size, data, checksums_before)
-    except BaseException:
-        # A full disk, Ctrl-C or a failed check: no half export (and no temporary file) is left behind.
-        for name in EXPORT_FILES:
-            (out / name).unlink(missing_ok=True)
-            files.temporary_of(out / name).unlink(missing_ok=True)
-        raise
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} exists and is not a directory")
+    with locks.write_lock(out, "bamrec export"):  # a second export to --out is refused before it removes anything
+        _prepare_out(out, overwrite)
+        try:
+            return _write_export(run, out, index, onnx, index_params, user_batch_size, data, checksums_before)
+        except BaseException:
+            # A full disk, Ctrl-C or a failed check: no half export (and no temporary file) is left behind.
+            for name in EXPORT_FILES:
+                (out / name).unlink(missing_ok=True)
+                files.temporary_of(out / name).unlink(missing_ok=True)
+            raise
 
 
 def _write_export(run: Any, out: Path, index: str, onnx: bool, index_params: dict[str, Any] | None,
@@ -198,7 +201,7 @@ def _write_export(run: Any, out: Path, index: str, onnx: bool, index_params: dic
 
     if run_checksums(run.path) != checksums_before:
         raise RunDirError(f"run {run.path} changed while it was being exported; export it again")
-    written = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+    written = sorted(p.name for p in locks.contents(out) if p.is_file() and p.name != MANIFEST_FILE)
     manifest = {
         "format": EXPORT_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -15,7 +15,9 @@ Layout (docs/architecture.md, "Contracts")::
 The marker is what makes a directory a bamrec run (runs written before it existed are recognised by a
 ``config.json`` of the run format): ``--overwrite`` refuses any other non-empty directory and removes
 only the files listed in :data:`RUN_FILES` (other files, a user's notes, are kept); ``--resume`` needs
-a bamrec run with a ``last.ckpt``.
+a bamrec run with a ``last.ckpt``. The process writing a run holds its ``.lock`` (``bamrec.locks``):
+the caller of :func:`prepare_run_dir` takes it first, so a second writer is refused before
+``--overwrite`` removes anything.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from bamrec import files
+from bamrec import files, locks
 from bamrec.config import RunConfig, run_config_from_dict, to_dict
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import RunDirError
@@ -91,15 +93,14 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
     files are removed); ``resume`` needs a bamrec run with a resume state (``last.ckpt``).
     """
     path = Path(path)
-    if overwrite and resume:
-        raise RunDirError("--resume and --overwrite exclude each other: --resume continues the run in "
-                          f"{path}, --overwrite starts it again")
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path} exists and is not a directory")
+    check_run_dir(path, overwrite=overwrite, resume=resume)
     if resume:
         _check_resumable_dir(path)
+        # A NAME.tmp is what a killed writer left (kill -9 runs no clean-up); the caller holds the lock,
+        # so no live writer owns it. Never read, but removed so it cannot be mistaken for anything.
+        files.remove_stale_temporaries(path, RUN_FILES)
         return path
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and locks.contents(path):
         if not overwrite:
             raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it or --resume "
                               "to continue it")
@@ -112,6 +113,19 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
     path.mkdir(parents=True, exist_ok=True)
     write_json(path / MARKER_FILE, {"format": RUN_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return path
+
+
+def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> None:
+    """The mistakes in asking for run directory ``path`` that need no look inside it (made before
+    its lock is taken, which creates a missing directory)."""
+    path = Path(path)
+    if overwrite and resume:
+        raise RunDirError("--resume and --overwrite exclude each other: --resume continues the run in "
+                          f"{path}, --overwrite starts it again")
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} exists and is not a directory")
+    if resume and not path.is_dir():
+        raise RunDirError(f"cannot resume {path}: the directory does not exist (drop --resume to start a new run)")
 
 
 def _check_resumable_dir(path: Path) -> None:
@@ -179,6 +193,18 @@ def read_json(file: Path) -> Any:
 
 def append_jsonl(file: Path, value: Any) -> None:
     files.append_line(file, json.dumps(value, sort_keys=True))  # a whole record or none
+
+
+def drop_checks_after(path: Path, iteration: int) -> int:
+    """Remove the lines of ``metrics.jsonl`` past ``iteration`` (a resume goes back to it); how many."""
+    file = Path(path) / METRICS_FILE
+    if not file.is_file():
+        return 0
+    lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("iter", 0) <= iteration]
+    if len(kept) < len(lines):
+        files.write_text(file, "".join(kept))
+    return len(lines) - len(kept)
 
 
 def read_jsonl(file: Path) -> list[dict[str, Any]]:

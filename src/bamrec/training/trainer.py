@@ -16,6 +16,8 @@ The parts the loop is made of, each in its own place:
   nothing; DDP under ``torchrun``): the ranks agree on stopping at every loss read-out (a non-finite
   loss on any rank) and every check (patience); every rank validates and tests its share of the users;
   rank 0 writes;
+* one writer per run: rank 0 holds the run directory's lock (:mod:`bamrec.locks`) from before
+  ``--overwrite`` removes anything until the summary is written; a second writer is refused;
 * Ctrl-C / SIGTERM: :mod:`bamrec.training.interrupts` stops the loop (never inside a check's writes);
   the run is then finished with its best checkpoint, ``stopped`` says ``interrupted (SIGTERM)`` and
   ``TrainResult.interrupt_signal`` tells the CLI its exit status.
@@ -23,19 +25,23 @@ The parts the loop is made of, each in its own place:
 ``fit`` reads step, log, check: a step trains on one batch; at a log point (:func:`_log`) the loss is
 read and checked; a check (:func:`_check`) runs validation (every rank, users split) and gathers every
 rank's random streams, then on rank 0 (:func:`_record_check`): early stopping -> best weights (when
-improved) -> resume state (one stream state per rank) -> ``metrics.jsonl`` -> callbacks.
+improved) -> ``metrics.jsonl`` -> resume state (one stream state per rank) -> callbacks. Each file is
+replaced atomically, so ``kill -9`` at any point leaves a run that ``--resume`` continues from the last
+resume state as if never killed.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from bamrec import locks
 from bamrec.config import RunConfig
 from bamrec.data.sampling import TrainSampler, WindowSampler
 from bamrec.data.sequences import SequenceDataset
@@ -136,7 +142,11 @@ def train(
         raise BamrecError("no dataset given: pass --data DIR (a directory made by `bamrec data prepare`)")
     communicator = connect(resolve_device(config.train.device))
     try:
-        return _train(config, Path(out), communicator, overwrite, resume, progress, verbose, callbacks)
+        with ExitStack() as held:
+            if communicator.is_main:  # the one process that writes the run holds its lock (bamrec.locks)
+                ckpt.check_run_dir(out, overwrite=overwrite, resume=resume)
+                held.enter_context(locks.write_lock(out, "bamrec train" + (" --resume" if resume else "")))
+            return _train(config, Path(out), communicator, overwrite, resume, progress, verbose, callbacks)
     finally:
         communicator.close()
 
@@ -191,6 +201,10 @@ def _train(
         stopper.load_state_dict(saved.early_stopping)
         state = LoopState(iteration=saved.iteration, elapsed_s=saved.elapsed_s)
         log(f"resumed from iteration {state.iteration}")
+        dropped = ckpt.drop_checks_after(out, saved.iteration) if main else 0
+        if dropped:
+            log(f"note: dropped {dropped} line(s) of {ckpt.METRICS_FILE} past the checkpoint (the run was killed "
+                "between writing them and its resume state); they are computed again")
         if reseeded and rank_state is not None:
             log(f"note: the checkpoint was written on {rank_state.device_type}, this run is on {device.type}: "
                 "generator states do not carry over between device types, so the random streams were "
@@ -376,11 +390,8 @@ def _record_check(session: Session, state: LoopState, stopper: EarlyStopping, me
         improved = stopper.update(state.iteration, metrics)
         if improved:
             ckpt.save_weights(out, objective, _weights_metadata(config))
-        resume_state.save(out, resume_state.ResumeState(
-            iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
-            objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
-            ranks=rank_states,
-        ))
+        # The metrics line before the resume state: a kill -9 between the two leaves a line past the
+        # checkpoint, which --resume drops and writes again; the other order would lose the line.
         ckpt.append_jsonl(out / ckpt.METRICS_FILE, {
             "iter": state.iteration,
             "time_s": round(state.elapsed_s, 3),
@@ -388,6 +399,11 @@ def _record_check(session: Session, state: LoopState, stopper: EarlyStopping, me
             "valid": metrics,
             "selection_shares": shares,
         })
+        resume_state.save(out, resume_state.ResumeState(
+            iteration=state.iteration, elapsed_s=state.elapsed_s, early_stopping=stopper.state_dict(),
+            objective=objective.state_dict(), optimizer=session.optimizer.state_dict(),
+            ranks=rank_states,
+        ))
     check = Check(iteration=state.iteration, elapsed_s=state.elapsed_s, loss=mean_loss, valid=metrics,
                   selection_shares=shares, metric=stopper.metric, improved=improved,
                   best_metric=stopper.best_metric, best_iter=stopper.best_iter)
