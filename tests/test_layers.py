@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top; a unit may import its own layer and those below.
 LAYERS = (
-    ("errors", "devices", "threads", "files"),
+    ("errors", "devices", "threads", "files", "locks"),
     ("config", "recipes", "presets"),
     ("data",),
     ("models",),

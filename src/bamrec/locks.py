@@ -14,11 +14,13 @@ writer replaces is replaced atomically (``bamrec.files``), so they read the last
 The lock is re-entrant inside one process (an experiment cell holds its run directory and calls the
 trainer, which takes it again) and held only by rank 0 of a DDP run, the one process that writes.
 A clean release removes ``.lock`` (and the directory, when the lock created it and nothing else was
-written). Where ``fcntl`` is missing (Windows) nothing is locked.
+written). Where ``fcntl`` is missing (Windows), or the file system has no ``flock`` (some network
+mounts), nothing is locked. On a full disk the lock holds without its record (``another process``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bamrec import files
 from bamrec.errors import BamrecError
 
 try:
@@ -39,6 +42,7 @@ except ImportError:  # pragma: no cover - Windows: no flock, no locking
 LOCK_FILE = ".lock"
 # A reader's probe holds a shared lock for microseconds; a writer retries this long before it says busy.
 _RETRY_S = 0.3
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # network file systems without locks
 
 
 class DirectoryBusyError(BamrecError):
@@ -112,6 +116,9 @@ def write_lock(directory: str | Path, command: str, flag: str = "--out") -> Iter
     except OSError as exc:
         raise BamrecError(f"cannot create {path}: {exc.strerror}") from None
     fd = _acquire(path, command, flag)
+    if fd is None:  # a file system without flock (some network mounts): nothing to hold
+        yield path
+        return
     with _registry:
         _held[key] = _Held(fd, 1, created)
     try:
@@ -122,18 +129,27 @@ def write_lock(directory: str | Path, command: str, flag: str = "--out") -> Iter
         _release(path, fd, created)
 
 
-def _acquire(path: Path, command: str, flag: str) -> int:
-    """Open and ``flock`` ``path/.lock``; returns its descriptor with this process's record written."""
+def _acquire(path: Path, command: str, flag: str) -> int | None:
+    """Open and ``flock`` ``path/.lock``; returns its descriptor with this process's record written,
+    or None where the file system has no ``flock``."""
     file = lock_file(path)
     deadline = time.monotonic() + _RETRY_S
     while True:
         try:
             fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise files.disk_full(file) from None
             raise BamrecError(f"cannot write {path}: {exc.strerror} (creating its lock file {file.name})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if not isinstance(exc, BlockingIOError):
+                os.close(fd)
+                if exc.errno in _NO_FLOCK:
+                    file.unlink(missing_ok=True)
+                    return None
+                raise BamrecError(f"cannot lock {file}: {exc.strerror}") from None
             holder = _read_holder(fd)
             os.close(fd)
             if time.monotonic() < deadline:
@@ -146,8 +162,11 @@ def _acquire(path: Path, command: str, flag: str) -> int:
         os.close(fd)  # the previous holder removed the file between our open and our lock: take the new one
     record = json.dumps({"pid": os.getpid(), "command": command, "host": socket.gethostname(),
                          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode() + b"\n"
-    os.ftruncate(fd, 0)  # in place, not atomic: the inode is the lock; a reader that sees half says "another process"
-    os.pwrite(fd, record, 0)
+    try:  # in place, not atomic (the inode is the lock): a reader that sees half says "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+    except OSError:
+        pass  # a full disk: the lock holds all the same; a refused writer is told "another process"
     return fd
 
 
@@ -189,6 +208,8 @@ def writer_of(directory: str | Path) -> Holder | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return _read_holder(fd)
+        except OSError:
+            return None  # no flock on this file system: no writer can hold one either
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:

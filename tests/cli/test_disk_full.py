@@ -71,7 +71,7 @@ def test_train_on_a_full_disk_keeps_its_last_checkpoint(data_dir, tmp_path):
     run = str(mount / "run")
     train, evaluate, listing, _, resume, after = _run_probe(tmp_path, "4m", [
         {"start": ["train", "--data", str(data_dir), "--out", run, "--max-iters", "1000000", *TINY],
-         "wait_for": "run/metrics.jsonl"},
+         "wait_for": "run/last.ckpt"},
         {"run": ["evaluate", run]},
         {"list": "run"},
         {"free": True},
@@ -123,7 +123,7 @@ def test_experiment_on_a_full_disk_stops_in_one_line(data_dir, tmp_path):
     spec.write_text(f'name = "tiny"\n[grid]\ndata = ["{data_dir}"]\nseed = [1]\n[fixed]\n{fixed}\nmax_iters = 1000000\n')
     out = tmp_path / "disk" / "exp"
     experiment, listing, _, again = _run_probe(tmp_path, "4m", [
-        {"start": ["experiment", str(spec), "--out", str(out), "--threads", "1"], "wait_for": "exp/runs/*/metrics.jsonl"},
+        {"start": ["experiment", str(spec), "--out", str(out), "--threads", "1"], "wait_for": "exp/runs/*/last.ckpt"},
         {"list": "exp"},
         {"free": True},
         {"run": ["experiment", str(spec), "--out", str(out), "--threads", "1", "--report-only"]},
