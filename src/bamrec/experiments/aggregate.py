@@ -380,7 +380,7 @@ def plot_results(result: dict[str, Any], out_dir: Path, prefix: str = "") -> lis
                 ax.grid(axis="y", alpha=0.3)
             for ax in axes[len(datasets):]:
                 ax.set_axis_off()
-            fig.suptitle(f"{result['experiment']}: test {metric}, {protocol} protocol (error bars: 95% CI over seeds)",
+            fig.suptitle(f"{result['experiment']}: test {metric}, {protocol} protocol\n(error bars: 95% CI over seeds)",
                          fontsize="medium")
             name = f"{prefix}{metric.replace('@', '')}-{protocol}.png"
             written.append(_save(fig, out_dir / name))
@@ -424,7 +424,8 @@ def plot_curves(configurations: list[dict[str, Any]], datasets: list[str], colou
         ax.legend(fontsize="xx-small")
     for ax in axes[len(shown):]:
         ax.set_axis_off()
-    fig.suptitle(f"{title}: validation {CURVE_METRIC} against training time, one line per cell", fontsize="medium")
+    # Two lines: on one panel (4.6 in wide) the one-line title ran off both edges.
+    fig.suptitle(f"{title}\nvalidation {CURVE_METRIC} against training time, one line per cell", fontsize="medium")
     return _save(fig, path)
 
 
