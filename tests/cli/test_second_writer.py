@@ -46,6 +46,17 @@ def test_a_second_train_into_a_run_being_written_is_refused_before_it_deletes(ca
     assert snapshot(run) == before  # --overwrite removed nothing
 
 
+def test_a_second_train_logging_to_the_same_tensorboard_directory_is_refused(capsys, data_dir, tmp_path):
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "events.out.tfevents.1.host").write_bytes(b"the first training's curves")
+    with held_by_another_process(board, "bamrec train") as holder:
+        assert main(["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), *FLAGS,
+                     "--tensorboard", str(board)]) == BUSY
+        refused(capsys, holder.pid, "--tensorboard")
+    assert (board / "events.out.tfevents.1.host").read_bytes() == b"the first training's curves"  # not cleared
+
+
 def test_readers_warn_about_a_run_being_written_and_still_work(capsys, run, tmp_path):
     with held_by_another_process(run, "bamrec train") as holder:
         for argv in (["evaluate", str(run)], ["recommend", str(run), "--items", "1", "2", "-k", "3"],

@@ -11,9 +11,11 @@ import dataclasses
 import json
 import sys
 import typing
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bamrec import locks
 from bamrec.cli import POSITIVE_INT, parse_with
 from bamrec.cli.threads import add_threads_flag
 from bamrec.config import (
@@ -103,13 +105,16 @@ def _train(args: argparse.Namespace) -> int:
         flat["data"] = args.data
     config = run_config_from_flat(flat)
     callbacks = []
-    if args.tensorboard:
-        from bamrec.reports.tensorboard import TensorBoardLogger, clear_events
+    with ExitStack() as held:
+        if args.tensorboard:
+            from bamrec.reports.tensorboard import TensorBoardLogger, clear_events
 
-        if not args.resume:
-            clear_events(args.tensorboard)
-        callbacks.append(TensorBoardLogger(args.tensorboard))
-    result = train(config, args.out, overwrite=args.overwrite, resume=args.resume, callbacks=callbacks)
+            # Its own lock: a second training logging there would clear this one's curves and mix its own in.
+            held.enter_context(locks.write_lock(args.tensorboard, "bamrec train", flag="--tensorboard"))
+            if not args.resume:
+                clear_events(args.tensorboard)
+            callbacks.append(TensorBoardLogger(args.tensorboard))
+        result = train(config, args.out, overwrite=args.overwrite, resume=args.resume, callbacks=callbacks)
     # Interrupted runs exit 128 + signal (130 Ctrl-C, 143 SIGTERM) even though the run is usable,
     # so that `bamrec train ... && next-step` does not go on as if training had completed.
     code = 128 + result.interrupt_signal if result.interrupt_signal is not None else 0
