@@ -21,7 +21,7 @@ from bamrec.rundir import resume as resume_state
 from locking import env
 
 FLAGS = ["--seq-len", "8", "--hidden-size", "8", "--num-interests", "2", "--batch-size", "16",
-         "--num-negatives", "10", "--eval-every", "20", "--max-iters", "120", "--no-progress", "--threads", "1"]
+         "--num-negatives", "10", "--eval-every", "20", "--max-iters", "80", "--no-progress", "--threads", "1"]
 
 
 def train_argv(data_dir, out, *extra):
