@@ -208,3 +208,57 @@ def test_the_demo_page_images_are_made_by_make_demo_images():
     made = set(re.findall(r"docs/images/(\S+\.png)", recipe))
     shown = set(re.findall(r"\]\(images/(\S+\.png)\)", (REPO / "docs" / "demo.md").read_text(encoding="utf-8")))
     assert shown and shown == made
+
+
+# The README's headline table: row label -> the method's label in the converged experiments' results,
+# column -> dataset. Every number must be what docs/RESULTS.md's experiments computed.
+HEADLINE_METHODS = {
+    "SASRec, a loss at every position, full softmax": "sasrec / all-positions full lr1e-3",
+    "ComiRec-SA, hard selection": "comirec-sa / hard lr1e-3",
+    "ComiRec-SA, BaM_p + multi-interest loss": "comirec-sa / bam-p+multi lr1e-3",
+    "ComiRec-SA, BaM_p + multi-interest loss, T = 4": "comirec-sa / bam-p+multi T4 lr1e-3",
+    "REMI, BaM_p + multi-interest loss (the paper's)": "remi / bam-p+multi lr1e-3",
+    "`--recipe recommended`": "comirec-sa / recommended",
+}
+HEADLINE_DATASETS = {"ml-100k": "ml-100k", "lastfm": "lastfm", "Beauty": "beauty", "ML-1M": "ml-1m"}
+
+
+def _converged_results() -> dict[tuple[str, str], dict]:
+    """(dataset, method) -> the configuration with the most finished seeds over the converged experiments."""
+    import json
+
+    found: dict[tuple[str, str], dict] = {}
+    for path in sorted(REPO.glob("experiments/converged-*/results.json")):
+        for config in json.loads(path.read_text())["configurations"]:
+            key = (config["dataset"], config["method"])
+            if key not in found or len(config["seeds"]) > len(found[key]["seeds"]):
+                found[key] = config
+    return found
+
+
+def test_headline_table_is_the_converged_results():
+    section = README.split("## Results", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[0] == "method" and set(header[1:]) <= set(HEADLINE_DATASETS)
+    results = _converged_results()
+    checked = 0
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        method = HEADLINE_METHODS[cells[0]]
+        for column, cell in zip(header[1:], cells[1:]):
+            config = results.get((HEADLINE_DATASETS[column], method))
+            if cell == "·":  # not run (yet): then no seed may have finished
+                assert config is None or not config["seeds"], f"{column} / {method} has results; put them in the README"
+                continue
+            assert config is not None, f"{column} / {method} is in no converged experiment"
+            value = re.fullmatch(r"(-?\d\.\d{3})(?: \((-?\d\.\d{2})\))?", cell)
+            assert value, f"{column} / {method}: {cell!r}"
+            recall = config["metrics"]["standard"]["recall@20"]["mean"]
+            assert float(value.group(1)) == pytest.approx(recall, abs=5e-4), (column, method)
+            assert not any(stop == "max_iters" for stop in config["stopped"]), "a capped cell in the headline"
+            if value.group(2) is not None:
+                cosine = config["diagnostics"]["interest_similarity_mean"]["mean"]
+                assert float(value.group(2)) == pytest.approx(cosine, abs=5e-3), (column, method)
+            checked += 1
+    assert checked >= 10

@@ -15,8 +15,10 @@ lambda = 100 under hard selection only, Kaiming-normal initialisation of every w
 padding row) are not listed.
 
 ``RECOMMENDED`` (``recipe="recommended"``) is not about fidelity: it is the training scheme that
-measured best at the study's model size and budget (``docs/RESULTS.md``, ``experiments/search.toml``),
-on top of any backbone (ComiRec-SA, the default backbone, is the one it was chosen on).
+measured best at the study's model size under a capped budget (``docs/early-results.md``,
+``experiments/search.toml``), on top of any backbone (ComiRec-SA, the default backbone, is the one it
+was chosen on). Trained to early stopping (``docs/RESULTS.md``) it ends level with BaM_p + multi-loss at
+Adam 1e-3 in fewer iterations, and, like it, with interests close to one another.
 
 This module is a plain table (no torch) because ``bamrec.config`` reads it.
 """
@@ -50,7 +52,7 @@ WHERE: dict[str, str] = {
     "bam_l_grad": "BasicModel.py: BasicModel.select_interest (torch.multinomial index; l1, l2 get no gradient)",
 }
 
-# bamrec's recommended training scheme (docs/RESULTS.md, "Recommended configuration"): BaM_p with
+# bamrec's recommended training scheme (docs/early-results.md; at convergence docs/RESULTS.md): BaM_p with
 # the multi-interest loss (BaM), the full softmax instead of 1,280 sampled negatives, and a larger
 # Adam step. Full softmax scores the whole catalogue at every step (B * K * N * D multiply-adds, in
 # chunks beyond ``objective.FULL_SOFTMAX_CHUNK_ELEMENTS``): for catalogues of millions of items use

@@ -237,3 +237,10 @@ def test_results_page_links_each_experiment_own_plots_without_copies(tmp_path, c
     assert links and all(link.startswith("../experiments/exp/plots/") for link in links)
     assert all((page.parent / link).resolve().is_file() for link in links)
     assert not (page.parent / "images").exists()  # the page reads the experiment's plots, no copy
+    assert page.read_text().startswith("# Results\n")
+    capped = tmp_path / "docs" / "capped.md"
+    assert main(["experiment", str(file), "--out", str(out), "--report-only", "--results", str(capped),
+                 "--title", "Early study (capped at 1,000 iterations)"]) == 0
+    text = capped.read_text()
+    assert text.startswith("# Early study (capped at 1,000 iterations)\n")
+    assert "--title 'Early study (capped at 1,000 iterations)'" in text  # the command that makes the page
