@@ -3,15 +3,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java test test-fidelity docs demo demo-images clean
+.PHONY: setup java browser test test-fidelity docs demo demo-images clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Chromium + chromedriver (Debian packages) for the explorer's browser test, where apt-get is there and
+# we are root; quiet, and a failure does not fail the set-up (the test then skips and says why).
+browser:
+	@bash .ci/install-browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
 	@$(MAKE) --no-print-directory java
+	@$(MAKE) --no-print-directory browser
 	touch $(STAMP)
 
 # A Java runtime for the Spark engine (pyspark runs on a JVM): Debian's openjdk-17-jre-headless where

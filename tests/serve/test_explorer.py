@@ -110,9 +110,11 @@ def test_user_in_the_address_opens_that_user(client):
     assert "checked" in tags.find("input", value="user")[0]
     assert "checked" in tags.find("input", id="exclude")[0]  # on by default for a bare /?user=
     assert "hidden" in tags.find("p", id="error")[0]
-    # A submitted form sends k, and the box only when it is ticked.
-    tags = parse(client.get("/?by=user&user=5&k=7").text)
+    # A submitted form sends a hidden 0 and, when the box is ticked, a 1 after it: the last one counts.
+    tags = parse(client.get("/?by=user&user=5&k=7&exclude_history=0").text)
     assert tags.find("input", id="k")[0]["value"] == "7" and "checked" not in tags.find("input", id="exclude")[0]
+    tags = parse(client.get("/?by=user&user=5&k=7&exclude_history=0&exclude_history=1").text)
+    assert "checked" in tags.find("input", id="exclude")[0]
     tags = parse(client.get("/?items=3,4%2027").text)
     assert "checked" in tags.find("input", value="items")[0]
     assert tags.find("form", id="query")[0]["data-autorun"] == "1"

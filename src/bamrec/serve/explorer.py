@@ -45,11 +45,12 @@ def _flag(text: str) -> bool:
 def _query(params: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
     """The form's values from the page's address and the query they ask for (None: no query yet).
 
-    ``exclude_history`` defaults to on for a bare ``/?user=ID``; a submitted form (it carries ``k``)
-    sends the box only when it is ticked, so there its absence means off."""
+    ``exclude_history`` is on unless the address says ``exclude_history=0``. The form sends a hidden 0
+    and then, when the box is ticked, a 1: the last value is the one that counts (Starlette's
+    ``get``)."""
     user, items = params.get("user", "").strip(), params.get("items", "").strip()
     by = "items" if params.get("by") == "items" or (items and not user and params.get("by") != "user") else "user"
-    exclude = _flag(params["exclude_history"]) if "exclude_history" in params else "k" not in params
+    exclude = _flag(params.get("exclude_history", "1"))
     form = {"by": by, "user": user, "items": items, "k": params.get("k", str(DEFAULT_K)).strip(), "exclude": exclude}
     asked = user if by == "user" else items
     return form, (asked or None)

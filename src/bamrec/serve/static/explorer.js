@@ -44,7 +44,7 @@
     const parts = [];
     for (const [name, value] of Object.entries(entry)) {
       if (skip.has(name) || value === null || value === "" || typeof value === "object") continue;
-      parts.push(String(value));
+      parts.push(String(value).split("|").join(", ")); // MovieLens genres come as Drama|Romance
     }
     const text = parts.join(" · ");
     return text.length > 90 ? text.slice(0, 89) + "…" : text;
@@ -181,7 +181,9 @@
     if (query.user !== undefined) {
       summary.append(" ", el("a", {href: linkTo(query), id: "permalink", text: "Link to this user"}));
     }
+    // Panels in rows of at most three, evenly filled: 4 interests are 2 x 2, not 3 + 1.
     const panels = el("div", {class: "grid"});
+    panels.style.setProperty("--cols", K <= 3 ? K : K === 4 ? 2 : 3);
     for (let k = 0; k < K; k++) panels.append(interestPanel(answer, k, counts[k], items.length, cos.perInterest[k]));
     body.replaceChildren(
       el("div", {class: "two"},
@@ -197,7 +199,7 @@
     const by = form.elements.by.value;
     const k = Number(form.elements.k.value);
     if (!Number.isInteger(k) || k < 1) throw new Error("Recommendations: give a whole number of at least 1.");
-    const query = {k, exclude_history: form.elements.exclude_history.checked};
+    const query = {k, exclude_history: document.getElementById("exclude").checked};
     if (by === "items") {
       const items = form.elements.items.value.split(/[\s,;]+/).filter((token) => token !== "");
       if (!items.length) throw new Error("Item ids: paste at least one item id.");
@@ -210,15 +212,13 @@
     return query;
   }
 
-  // The address that opens this query again: /?user=ID, plus k and the exclusion when not the defaults.
+  // The address that opens this query again: /?user=ID, plus k and the exclusion where not the defaults.
   function linkTo(query) {
     const params = new URLSearchParams();
     if (query.user !== undefined) params.set("user", query.user);
     else params.set("items", query.items.join(","));
-    if (query.k !== 20 || !query.exclude_history) {
-      params.set("k", query.k);
-      params.set("exclude_history", query.exclude_history ? "1" : "0");
-    }
+    if (query.k !== 20) params.set("k", query.k);
+    if (!query.exclude_history) params.set("exclude_history", "0");
     return `?${params.toString()}`;
   }
 
