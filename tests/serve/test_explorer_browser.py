@@ -121,7 +121,7 @@ def _user_to_show(run):
 
 
 @pytest.mark.order_sensitive
-def test_a_user_in_the_browser_agrees_with_bamrec_recommend(served, browser, titled_run, tmp_path, capsys):
+def test_a_user_in_the_browser_agrees_with_bamrec_recommend(browser, served, titled_run, tmp_path, capsys):
     laps, started = [], time.perf_counter()
 
     def lap(name: str) -> None:  # the phases' times, printed at the end (-s shows them)
@@ -186,7 +186,7 @@ def test_a_user_in_the_browser_agrees_with_bamrec_recommend(served, browser, tit
     print(f"explorer browser test: user {user}, seconds since the start: {', '.join(laps)}; screenshot {shot}")
 
 
-def test_a_link_opens_a_user_and_an_unknown_user_is_a_clear_message(served, browser, tmp_path):
+def test_a_link_opens_a_user_and_an_unknown_user_is_a_clear_message(browser, served, tmp_path):
     browser.get(served + "/?user=2")
     _shown(browser, "User 2:")
     assert browser.find_element(By.ID, "permalink").get_attribute("href").endswith("/?user=2")
