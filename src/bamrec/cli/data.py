@@ -22,6 +22,8 @@ examples:
   bamrec data prepare Beauty.txt --format sequence --out prepared/beauty
   bamrec data prepare log.csv --user-col uid --item-col iid --time-col ts --out prepared/log
   bamrec data prepare log.csv --user-col uid --item-col iid --items items.csv --out prepared/log  # + titles
+  bamrec data prepare events/ --user-col uid --item-col iid --time-col ts --engine spark \\
+      --spark-master 'local[*]' --spark-driver-memory 16g --spark-local-dir /big/disk --out prepared/events
 """
 
 
@@ -94,6 +96,22 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
                         help="download from this base URL instead of the publisher's (or set BAMREC_MIRROR)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no download progress bar")
+    spark = parser.add_argument_group("engine", "where the preparation runs (docs/scale.md)")
+    spark.add_argument("--engine", choices=("local", "spark"), default="local",
+                       help="local: in this process, in memory (the default); spark: as Spark jobs, for logs "
+                       "larger than memory or on a cluster (needs the spark extra and Java 17+); same dataset")
+    spark.add_argument("--spark-master", default="local[*]", metavar="URL",
+                       help="Spark master: local[*] (every core here, the default), local[N], spark://host:7077, yarn")
+    spark.add_argument("--spark-driver-memory", metavar="SIZE",
+                       help="spark.driver.memory, e.g. 8g (in local mode the memory of the whole job)")
+    spark.add_argument("--spark-executor-memory", metavar="SIZE", help="spark.executor.memory, e.g. 16g (clusters)")
+    spark.add_argument("--spark-shuffle-partitions", type=NONNEGATIVE_INT, metavar="N",
+                       help="spark.sql.shuffle.partitions (default: Spark's, 200)")
+    spark.add_argument("--spark-local-dir", metavar="DIR",
+                       help="spark.local.dir: where Spark spills and shuffles (a large local disk); "
+                       "Spark's log file goes there too")
+    spark.add_argument("--spark-conf", action="append", metavar="KEY=VALUE",
+                       help="any other Spark setting, e.g. spark.sql.files.maxPartitionBytes=512m (repeatable)")
     parser.set_defaults(handler=run_prepare)
 
 
@@ -126,12 +144,27 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Prepare, print where it went and what it holds; warnings go to stderr."""
     from bamrec.data.prepare import prepare_dataset, stderr_echo
 
+    spark = None
+    if args.engine == "spark":
+        from bamrec.data.spark import SparkSettings, parse_conf
+
+        spark = SparkSettings(master=args.spark_master, driver_memory=args.spark_driver_memory,
+                              executor_memory=args.spark_executor_memory,
+                              shuffle_partitions=args.spark_shuffle_partitions or None,
+                              local_dir=args.spark_local_dir, conf=parse_conf(args.spark_conf))
+    elif any(getattr(args, name) is not None for name in ("spark_driver_memory", "spark_executor_memory",
+                                                          "spark_shuffle_partitions", "spark_local_dir",
+                                                          "spark_conf")) or args.spark_master != "local[*]":
+        from bamrec.errors import ConfigError
+
+        raise ConfigError("the --spark-* options apply to --engine spark only")
     dataset = prepare_dataset(
         args.source, args.out, from_path=args.from_path, fmt=args.fmt, category=args.category,
         min_user_count=args.min_user_count, min_item_count=args.min_item_count, dedupe=args.dedupe,
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col, overwrite=args.overwrite,
         progress=args.progress, mirror=args.mirror, echo=stderr_echo, id_type=args.id_type,
         delimiter=args.delimiter, items=args.items, items_id_col=args.items_id_col,
+        engine=args.engine, spark=spark,
     )
     stats = dataset.stats()
     print(f"wrote {args.out}: {stats['users']:,} users, {stats['items']:,} items, "

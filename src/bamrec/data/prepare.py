@@ -24,7 +24,9 @@ Everything is vectorised with numpy/polars; no Python loop runs per interaction.
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,7 +39,8 @@ from bamrec import files, locks
 from bamrec.data import parquet_parts
 from bamrec.data.metadata import AlignedMetadata, align_metadata, read_items_file, read_movielens_items, save_metadata
 from bamrec.data.sequences import SequenceDataset
-from bamrec.data.sources import DEFAULT_ID_TYPES, Interactions, RawFile, read_interactions
+from bamrec.data.sources import DEFAULT_ID_TYPES, RawFile, read_interactions
+from bamrec.data.spark import SourceSpec
 from bamrec.data.timestamps import time_key
 from bamrec.errors import ConfigError, DataError
 
@@ -45,6 +48,7 @@ Echo = Callable[[str], None]
 HASH_LIMIT = 1 << 30  # raw files up to 1 GiB get a sha256 in the manifest; larger ones name + size only
 _DENSE_SPAN = 1 << 24  # integer ids spanning up to this (or 2x the rows) are encoded with a lookup table
 ID_TYPES = ("str", "int")
+ENGINES = ("local", "spark")  # data prepare --engine: in this process, or as Spark jobs (bamrec.data.spark)
 
 
 def build_dataset(
@@ -286,6 +290,8 @@ def prepare_dataset(
     delimiter: str | None = None,
     items: str | Path | None = None,
     items_id_col: str | None = None,
+    engine: str = "local",
+    spark: Any = None,
 ) -> SequenceDataset:
     """Read ``source`` (a registered dataset name or a file path), build and save it to ``out``.
 
@@ -294,10 +300,15 @@ def prepare_dataset(
     ``sources.DEFAULT_ID_TYPES``) says how ids compare. ``echo`` receives progress notes and
     warnings (users too short for leave-one-out, a skipped header line). ``items`` is an item
     metadata file (``bamrec.data.metadata``; its id column ``items_id_col``); the MovieLens presets
-    read theirs from beside the ratings when ``items`` is not given.
+    read theirs from beside the ratings when ``items`` is not given. ``engine``: ``"local"`` (in
+    this process, the default) or ``"spark"`` (:mod:`bamrec.data.spark`: the same rules as Spark
+    jobs, for logs larger than memory; ``spark`` is its ``SparkSettings``, default local mode on
+    every core); both write the same dataset.
     """
     from bamrec.data import registry
 
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     out = Path(out)
     _check_out(out, overwrite)
     # The whole command holds --out's lock (bamrec.locks): a second prepare into it is refused here,
@@ -321,36 +332,32 @@ def prepare_dataset(
                 raise ConfigError(f"--user-col, --item-col, --time-col and --delimiter do not apply to the "
                                   f"registered dataset {source}")
             columns = layout.columns or (None, None, None)
-            interactions = read_interactions(raw, layout.fmt, user_col=columns[0], item_col=columns[1],
-                                             time_col=columns[2], id_type=id_type)
+            spark_input = SourceSpec(raw, None, layout.fmt, *columns, id_type=id_type)
             source_name = str(source)
             raw_info = raw_file_info(raw)
             preset_items = registry.item_file(str(source), raw) if items is None else None
         elif parquet_parts.is_parts_source(source):
             _check_parts_options(fmt, from_path, category)
-            interactions, raw_info = parquet_parts.read_parquet_parts(source, user_col, item_col, time_col)
+            spark_input = SourceSpec(None, str(source), parquet_parts.FORMAT, user_col, item_col, time_col)
+            raw_info = None
             source_name = str(source) if not Path(source).exists() else str(Path(source).resolve())
         else:
             raw = _source_file(source, from_path, category)
-            interactions = read_interactions(raw, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
-                                             delimiter=delimiter, id_type=id_type)
+            spark_input = SourceSpec(raw, None, fmt, user_col, item_col, time_col, delimiter, id_type)
             source_name = str(Path(source).resolve())
             raw_info = raw_file_info(raw)
-        id_type = id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)
-        if len(interactions) == 0:
-            raise DataError(f"{interactions.source} holds no interactions")
-        if echo is not None:
-            echo(f"read {len(interactions):,} interactions from {interactions.source}")
         rules = {"min_user_count": min_user_count, "min_item_count": min_item_count, "dedupe": dedupe,
-                 "category": category, "id_type": id_type or "stored"}
+                 "category": category}
         if delimiter is not None:
             rules["delimiter"] = delimiter
-        manifest = _manifest(source_name, interactions, raw_info, rules, (user_col, item_col, time_col))
-        dataset = build_dataset(interactions.users, interactions.items,
-                                None if interactions.times is None else interactions.times,
-                                min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
-                                manifest=manifest, id_type=id_type, source=interactions.source)
-        warnings = list(interactions.warnings)
+        columns = (user_col, item_col, time_col)
+        if engine == "spark":
+            dataset, reader_warnings = _prepare_with_spark(spark_input, out, source_name, raw_info, rules, columns,
+                                                           min_user_count, min_item_count, dedupe, spark, echo)
+        else:
+            dataset, reader_warnings = _prepare_local(spark_input, source_name, raw_info, rules, columns,
+                                                      min_user_count, min_item_count, dedupe, echo)
+        warnings = list(reader_warnings)
         warning = short_user_warning(dataset)
         if warning is not None:
             warnings.append(warning)
@@ -435,17 +442,74 @@ def short_user_warning(dataset: SequenceDataset) -> str | None:
         return str(exc)
 
 
-def _manifest(source: str, interactions: Interactions, raw_info: dict[str, Any], rules: dict[str, Any],
-              columns: Sequence[str | None]) -> dict[str, Any]:
+def _prepare_local(source: SourceSpec, source_name: str, raw_info: dict[str, Any] | None, rules: dict[str, Any],
+                   columns: Sequence[str | None], min_user_count: int, min_item_count: int, dedupe: bool,
+                   echo: Echo | None) -> tuple[SequenceDataset, tuple[str, ...]]:
+    """The in-process engine: read the whole log into memory, then :func:`build_dataset`."""
+    if source.parts is not None:
+        interactions, raw_info = parquet_parts.read_parquet_parts(source.parts, source.user_col, source.item_col,
+                                                                  source.time_col)
+    else:
+        interactions = read_interactions(source.raw, source.fmt, user_col=source.user_col, item_col=source.item_col,
+                                         time_col=source.time_col, delimiter=source.delimiter, id_type=source.id_type)
+    id_type = source.id_type or DEFAULT_ID_TYPES.get(interactions.fmt)  # None: as stored (Parquet)
+    if len(interactions) == 0:
+        raise DataError(f"{interactions.source} holds no interactions")
+    if echo is not None:
+        echo(f"read {len(interactions):,} interactions from {interactions.source}")
+    rules = rules | {"id_type": id_type or "stored"}
+    manifest = _manifest(source_name, interactions.fmt, len(interactions), interactions.times is not None,
+                         raw_info, rules, columns, "local")
+    dataset = build_dataset(interactions.users, interactions.items,
+                            None if interactions.times is None else interactions.times,
+                            min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
+                            manifest=manifest, id_type=id_type, source=interactions.source)
+    return dataset, interactions.warnings
+
+
+def _prepare_with_spark(source: SourceSpec, out: Path, source_name: str, raw_info: dict[str, Any] | None,
+                        rules: dict[str, Any], columns: Sequence[str | None], min_user_count: int,
+                        min_item_count: int, dedupe: bool, settings: Any,
+                        echo: Echo | None) -> tuple[SequenceDataset, tuple[str, ...]]:
+    """The Spark engine (:mod:`bamrec.data.spark`); its intermediate files go to a staging folder
+    beside ``out`` (removed at the end, whatever happens), never into ``out``."""
+    from bamrec.data import spark as spark_engine
+
+    if min_user_count < 0 or min_item_count < 0:
+        raise ConfigError("--min-user-count and --min-item-count must be >= 0")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.spark-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        result = spark_engine.build_with_spark(
+            source, min_user_count=min_user_count, min_item_count=min_item_count, dedupe=dedupe,
+            settings=settings or spark_engine.SparkSettings(), staging=staging, echo=echo)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if source.parts is not None:
+        root, parts = parquet_parts.find_parts(source.parts)
+        raw_info = parquet_parts.parts_info(root, parts)
+    id_type = source.id_type or DEFAULT_ID_TYPES.get(result.fmt)
+    rules = rules | {"id_type": id_type or "stored"}
+    manifest = _manifest(source_name, result.fmt, result.raw_interactions, result.timed, raw_info, rules,
+                         columns, "spark")
+    dataset = SequenceDataset(offsets=result.offsets, items=result.items, user_ids=result.user_ids,
+                              item_ids=result.item_ids, manifest=manifest)
+    return dataset, result.warnings
+
+
+def _manifest(source: str, fmt: str, raw_interactions: int, timed: bool, raw_info: dict[str, Any] | None,
+              rules: dict[str, Any], columns: Sequence[str | None], engine: str) -> dict[str, Any]:
     from bamrec import __version__
 
     manifest: dict[str, Any] = {
         "source": source,
-        "format": interactions.fmt,
+        "format": fmt,
         "rules": rules,
-        "time_order": "timestamp" if interactions.times is not None else "file order",
+        "time_order": "timestamp" if timed else "file order",
         "raw_file": raw_info,
-        "raw_interactions": len(interactions),
+        "raw_interactions": raw_interactions,
+        "engine": engine,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "bamrec_version": __version__,
     }
