@@ -104,6 +104,7 @@ def test_interests_and_batches(server, tiny_run):
 
 @pytest.mark.parametrize("path, body, status, reason", [
     ("/recommend", {"user": 999}, 404, "unknown user 999"),
+    ("/recommend", {"user": "999"}, 404, "unknown user 999: not in"),  # as the dataset spells its ids
     ("/recommend", {"user": "abc"}, 404, "integers"),
     ("/recommend", {"items": [1, 77]}, 404, "unknown item id(s) [77]"),
     ("/recommend", {"user": 2, "k": 0}, 422, "k must be an integer in [1, 25]"),

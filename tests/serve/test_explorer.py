@@ -122,7 +122,7 @@ def test_user_in_the_address_opens_that_user(client):
 
 
 @pytest.mark.parametrize("address, message", [
-    ("/?user=999", "unknown user &#x27;999&#x27;: not in the run&#x27;s dataset (41 users)"),
+    ("/?user=999", "unknown user 999: not in the run&#x27;s dataset (41 users)"),
     ("/?items=3,77", "unknown item id(s) [&#x27;77&#x27;]: not in the run&#x27;s item map (30 items)"),
     ("/?user=5&k=0", "k must be an integer in [1, 25], got 0"),
     ("/?user=5&k=many", "k must be an integer, got &#x27;many&#x27;"),

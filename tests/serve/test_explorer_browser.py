@@ -197,7 +197,7 @@ def test_a_link_opens_a_user_and_an_unknown_user_is_a_clear_message(browser, ser
     field.send_keys("999", Keys.ENTER)
     WebDriverWait(browser, WAIT_S).until(lambda driver: driver.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text == \
-        "unknown user '999': not in the run's dataset (41 users)"
+        "unknown user 999: not in the run's dataset (41 users)"
     assert not browser.find_elements(By.CSS_SELECTOR, "#interests section.panel")  # the old user's results are gone
     # A pasted history of ids, one of them without metadata.
     browser.find_element(By.CSS_SELECTOR, "input[name=by][value=items]").click()

@@ -160,7 +160,8 @@ class Candidates:
             self._user_index = dataset.user_index()
         key = coerce_id(user, dataset.user_ids)
         if key not in self._user_index:
-            raise UnknownIdError(f"unknown user {user!r}: not in the run's dataset ({dataset.num_users} users)")
+            # The id as the dataset stores it: "999" typed into a form reads "unknown user 999" for integer ids.
+            raise UnknownIdError(f"unknown user {key!r}: not in the run's dataset ({dataset.num_users} users)")
         return self._user_index[key]
 
     def item_row_array(self, items: Sequence[Any]) -> np.ndarray:
