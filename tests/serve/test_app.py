@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,6 +20,7 @@ pytest.importorskip("fastapi")
 from bamrec.api import load_run  # noqa: E402
 from bamrec.cli import main  # noqa: E402
 from bamrec.serve.app import create_app  # noqa: E402
+from live_server import live_server  # noqa: E402
 from numerics import assert_ranking_close  # noqa: E402
 
 
@@ -36,21 +36,8 @@ def server(tiny_run):
     """A live uvicorn server in a thread, serving the tiny run with exact retrieval."""
     run = load_run(tiny_run)
     app = create_app(run.candidates(max_k=25, max_history=50, max_batch=8), {"model": "comirec-sa"})
-    sock = _free_socket()
-    config = uvicorn.Config(app, log_level="error", access_log=False)
-    live = uvicorn.Server(config)
-    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not live.started:
-        assert time.time() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    port = sock.getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with live_server(app) as address, httpx.Client(base_url=address, timeout=10) as client:
         yield client
-    live.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
 
 
 def _cli_json(capsys, *args) -> list:
