@@ -39,8 +39,10 @@ test: $(STAMP)
 
 # The fidelity suite against the original BaM code (docs/fidelity.md): the original's src/ folder is
 # required here, where `make test` skips the suite without it (and says so in its summary).
-test-fidelity: $(STAMP)
+# The check comes before the set-up, so a missing BAM_ORIGINAL_SRC is refused at once, set up or not.
+test-fidelity:
 	@test -n "$(BAM_ORIGINAL_SRC)" || { echo "make test-fidelity: set BAM_ORIGINAL_SRC to the original BaM code's src/ folder (docs/fidelity.md)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory $(STAMP)
 	BAM_ORIGINAL_SRC="$(BAM_ORIGINAL_SRC)" BAMREC_REQUIRE_ORIGINAL=1 $(BIN)/python -m pytest -s tests/compat/test_fidelity.py
 
 # The documentation site in site/ (open site/index.html); --strict: a broken link or reference fails.

@@ -40,7 +40,8 @@ def test_required_but_missing_original_fails(tmp_path):
 def test_make_test_fidelity_refuses_without_the_original():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    # STAMP=Makefile: an existing file, so that make does not set up a virtual environment first
-    done = subprocess.run(["make", "-s", "test-fidelity", "BAM_ORIGINAL_SRC=", "STAMP=Makefile"], cwd=REPO,
-                          env=_env(), capture_output=True, text=True, timeout=60)
+    # The refusal comes before the set-up (a fresh clone's file times could otherwise send make into
+    # `pip install` first); STAMP points at a file that does not exist, so any set-up would show.
+    done = subprocess.run(["make", "-s", "test-fidelity", "BAM_ORIGINAL_SRC=", "STAMP=/nonexistent/.installed"],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "set BAM_ORIGINAL_SRC" in done.stderr
