@@ -319,3 +319,16 @@ def test_text_ids_that_look_like_integers_get_a_note(tmp_path):
     notes.clear()
     prepare_dataset(raw, tmp_path / "b", fmt="uid-iid", id_type="str", echo=notes.append)  # asked for: no note
     assert not any("--id-type int" in n for n in notes)
+
+
+def test_loaded_arrays_are_memory_mapped(fixtures, tmp_path):
+    # Issue 23, item 5: the ranks of a torchrun job on one machine share the page cache's copy of
+    # the arrays instead of each reading its own; the arrays stay writable numpy arrays (copy on write).
+    dataset = prepare_dataset(fixtures / "ratings.dat", tmp_path / "out")
+    loaded = SequenceDataset.load(tmp_path / "out", verify=True)
+    for name in ("offsets", "items", "user_ids", "item_ids"):
+        array = getattr(loaded, name)
+        assert type(array) is np.ndarray and isinstance(array.base, np.memmap), name
+        np.testing.assert_array_equal(array, getattr(dataset, name))
+    loaded.items[0] += 1  # copy on write: the file is not changed
+    assert np.array_equal(SequenceDataset.load(tmp_path / "out").items, dataset.items)

@@ -9,7 +9,8 @@ Layout of a prepared directory::
     item_ids.npy      [N]             original item id of internal item i at index i-1
 
 Original ids are stored as int64 when every id is an integer, else as fixed-width unicode.
-Loading is a handful of ``np.load`` calls (ML-1M: a few milliseconds).
+Loading is a handful of ``np.load`` calls (ML-1M: a few milliseconds), memory-mapped: the arrays
+are read from the page cache as they are used, and the processes of one machine share them.
 """
 
 from __future__ import annotations
@@ -143,7 +144,10 @@ class SequenceDataset:
             if not file.is_file():
                 raise DataError(f"prepared dataset {path} is missing {file.name}; prepare it again")
             try:
-                arrays[name] = np.load(file, allow_pickle=False)
+                # Memory-mapped copy-on-write: the processes of a torchrun job on one machine share
+                # the page cache's one copy of the arrays (nothing writes them), and a dataset larger
+                # than memory opens without reading it whole.
+                arrays[name] = np.asarray(np.load(file, allow_pickle=False, mmap_mode="c"))  # plain ndarray view
             except (ValueError, OSError, EOFError):  # truncated or not an .npy file
                 raise DataError(f"{file} is damaged (not a readable .npy array); prepare the dataset again") from None
         dataset = cls(manifest=manifest, **arrays)

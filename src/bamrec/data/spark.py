@@ -239,7 +239,8 @@ def build_with_spark(source: SourceSpec, *, min_user_count: int, min_item_count:
     """Read ``source`` and apply the preparation rules with Spark; ``staging`` is an empty folder
     for the job's intermediate files (removed by the caller)."""
     say = echo or (lambda message: None)
-    with spark_session(settings, echo) as spark:
+    with spark_session(settings, echo) as spark, contextlib.ExitStack() as stack:
+        stack.callback(_release)
         shown = source.raw.name if source.raw is not None else str(source.parts)
         with _jvm_errors(f"Spark failed reading {shown}"):
             frame, fmt, where, warnings = _read(spark, source, staging, say)
@@ -250,7 +251,7 @@ def build_with_spark(source: SourceSpec, *, min_user_count: int, min_item_count:
             if raw_interactions == 0:
                 raise DataError(f"{where.name} holds no interactions")
             say(f"spark: read {raw_interactions:,} interactions from {where.name}")
-            frame = _typed(frame, id_type, where)
+            frame = _cached(_typed(frame, id_type, where))
             timed = "_t" in frame.columns
         with _jvm_errors(f"Spark failed preparing {where.name}"):
             result = _prepare(spark, frame, min_user_count, min_item_count, dedupe, staging, say)
@@ -500,19 +501,22 @@ def _read_lines(spark: Any, raw: RawFile, path: Path, fmt: str, where: _Where) -
         frame = lines.select("_f", "_b", "_r", F.col("fields")[0].alias("u"),
                              F.posexplode(F.slice("fields", 2, 1 << 30)).alias("_p", "i"))
         return frame, warnings
-    bad = _first(lines.filter(F.size("fields") != layout.fields), "value", F.size("fields").alias("n"))
-    if bad is not None:
-        raise _line_error(where(bad), bad["value"],
-                          f"expected {layout.fields} fields ({layout.describe}), found {bad['n']}")
     columns = [F.col("fields")[layout.user].alias("u"), F.col("fields")[layout.item].alias("i")]
     if layout.time is not None:
         columns.append(F.col("fields")[layout.time].alias("t"))
-    frame = lines.select("_f", "_b", "_r", "value", *columns).withColumn("_p", F.lit(0))
+    frame = lines.select("_f", "_b", "_r", "value", "fields", *columns).withColumn("_p", F.lit(0))
+    checks = {"fields": F.size(F.col("fields")) != layout.fields}
+    checks |= {role: F.trim(F.col(role)) == "" for role in ("u", "i")}
+    failed = _any(frame, **checks)  # one pass; reported in the in-process engine's order
+    if "fields" in failed:
+        bad = _first(lines.filter(F.size("fields") != layout.fields), "value", F.size("fields").alias("n"))
+        raise _line_error(where(bad), bad["value"],
+                          f"expected {layout.fields} fields ({layout.describe}), found {bad['n']}")
     for role, what in (("u", "user"), ("i", "item")):
-        bad = _first(frame.filter(F.trim(F.col(role)) == ""), "value")
-        if bad is not None:
+        if role in failed:
+            bad = _first(frame.filter(F.trim(F.col(role)) == ""), "value")
             raise _line_error(where(bad), bad["value"], f"empty {what} id")
-    return frame.drop("value"), warnings
+    return frame.drop("value", "fields"), warnings
 
 
 def _skip_header(lines: Any, raw: RawFile, fmt: str, where: _Where) -> tuple[Any, tuple[str, ...]]:
@@ -578,36 +582,71 @@ def _line_error(where: str, line: str, what: str) -> DataError:
 # --- ids and timestamps -----------------------------------------------------------------------
 
 
+def _any(frame: Any, **conditions: Any) -> set[str]:
+    """The names of the ``conditions`` that some row of ``frame`` meets: one Spark job for all."""
+    from pyspark.sql import functions as F
+
+    if not conditions:
+        return set()
+    row = frame.select(*[F.max(F.coalesce(cond, F.lit(False)).cast("int")).alias(name)
+                         for name, cond in conditions.items()]).first()
+    return {name for name in conditions if row[name]}
+
+
 def _typed(frame: Any, id_type: str | None, where: _Where) -> Any:
     """Ids by ``id_type`` (the rules of ``prepare.ids_as``) and timestamps as one ordering key ``_t``
-    (the rules of ``bamrec.data.timestamps``); the first bad value is a one-line DataError."""
+    (the rules of ``bamrec.data.timestamps``); the first bad value is a one-line DataError. Every
+    check runs in one pass over the rows; only a failed one looks for its first row."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     name = where.name
-    for role, what in (("u", "user"), ("i", "item")):
-        bad = _first(frame.filter(F.col(role).isNull()), role)
-        if bad is not None:
-            raise DataError(f"{where(bad)}: missing {what} id{where.column(role)}")
-        dtype = frame.schema[role].dataType
+    checks: dict[str, Any] = {}
+    kinds: dict[str, Any] = {}
+    for role in ("u", "i"):
+        dtype = kinds[role] = frame.schema[role].dataType
+        checks[f"null_{role}"] = F.col(role).isNull()
         if isinstance(dtype, (T.FloatType, T.DoubleType, T.DecimalType)):
-            if frame.filter(F.col(role) != F.floor(role)).limit(1).count():
+            checks[f"fraction_{role}"] = F.col(role) != F.floor(role)
+        elif isinstance(dtype, T.StringType) and id_type == "int":
+            checks[f"not_int_{role}"] = ~F.col(role).rlike(_INTEGER) | F.col(role).cast("bigint").isNull()
+    timed = "t" in frame.columns
+    if timed:
+        checks["null_t"] = F.col("t").isNull()
+        if isinstance(frame.schema["t"].dataType, T.StringType):  # the common case: integers as text
+            text = F.regexp_replace("t", r"^\s+|\s+$", "")
+            checks["not_int_t"] = ~text.rlike(_INTEGER) | text.cast("bigint").isNull()
+    failed = _any(frame, **checks)
+    for role, what in (("u", "user"), ("i", "item")):
+        if f"null_{role}" in failed:
+            bad = _first(frame.filter(F.col(role).isNull()), role)
+            raise DataError(f"{where(bad)}: missing {what} id{where.column(role)}")
+        dtype = kinds[role]
+        if isinstance(dtype, (T.FloatType, T.DoubleType, T.DecimalType)):
+            if f"fraction_{role}" in failed:
                 raise DataError(f"{name}: {what} ids must be integers or strings, got fractional numbers")
             frame = frame.withColumn(role, F.col(role).cast("bigint"))
             dtype = T.LongType()
         if isinstance(dtype, T.IntegralType):
             frame = frame.withColumn(role, F.col(role).cast("string" if id_type == "str" else "bigint"))
         elif isinstance(dtype, T.StringType):
+            if f"not_int_{role}" in failed:
+                bad = _first(frame.filter(checks[f"not_int_{role}"]), role)
+                raise DataError(f"{name}: {what} id {bad[role]!r} is not an integer, but --id-type int "
+                                "needs integer ids; use --id-type str to keep ids as text")
             if id_type == "int":
-                bad = _first(frame.filter(~F.col(role).rlike(_INTEGER) | F.col(role).cast("bigint").isNull()), role)
-                if bad is not None:
-                    raise DataError(f"{name}: {what} id {bad[role]!r} is not an integer, but --id-type int "
-                                    "needs integer ids; use --id-type str to keep ids as text")
                 frame = frame.withColumn(role, F.col(role).cast("bigint"))
         else:
             raise DataError(f"{name}: {what} ids must be integers or strings, not {dtype.simpleString()}")
-    if "t" in frame.columns:
-        frame = frame.withColumn("_t", _time_key(frame, where)).drop("t")
+    if timed:
+        if "null_t" in failed:
+            bad = _first(frame.filter(F.col("t").isNull()), "t")
+            raise DataError(f"{where(bad)}: missing timestamp{where.column('t')}")
+        if "not_int_t" in checks and "not_int_t" not in failed:
+            key = F.regexp_replace("t", r"^\s+|\s+$", "").cast("bigint")
+        else:
+            key = _time_key(frame, where)
+        frame = frame.withColumn("_t", key).drop("t")
     return frame
 
 
@@ -617,9 +656,6 @@ def _time_key(frame: Any, where: _Where) -> Any:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    bad = _first(frame.filter(F.col("t").isNull()), "t")
-    if bad is not None:
-        raise DataError(f"{where(bad)}: missing timestamp{where.column('t')}")
     dtype = frame.schema["t"].dataType
     if isinstance(dtype, T.TimestampType) or isinstance(dtype, T.TimestampNTZType):
         return F.unix_micros(F.col("t").cast("timestamp"))
@@ -720,10 +756,20 @@ def _prepare(spark: Any, frame: Any, min_user_count: int, min_item_count: int, d
     return offsets, items_array, user_ids, item_ids
 
 
+_HELD: list[Any] = []  # what this job persisted, unpersisted when it ends (a shared session lives on)
+
+
 def _cached(frame: Any) -> Any:
     from pyspark import StorageLevel
 
+    _HELD.append(frame)
     return frame.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _release() -> None:
+    while _HELD:
+        with contextlib.suppress(Exception):
+            _HELD.pop().unpersist()
 
 
 def _kcore(frame: Any, min_user_count: int, min_item_count: int, say: Echo) -> Any:
