@@ -15,16 +15,7 @@ from bamrec.data.parquet_parts import find_parts, read_parquet_parts
 from bamrec.data.prepare import build_dataset, prepare_dataset
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import ConfigError, DataError
-
-
-def _log(rows: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pl.DataFrame({
-        "uid": rng.integers(1, 40, rows),
-        "iid": [f"sku{v}" for v in rng.integers(1, 60, rows)],
-        "ts": rng.integers(0, 50, rows),  # many ties: file order must break them
-        "rating": rng.random(rows),  # a column prepare never needs
-    })
+from logs import parts_log
 
 
 def _spark_dir(root: Path, frames: list[pl.DataFrame]) -> Path:
@@ -46,7 +37,7 @@ def _same(a: SequenceDataset, b: SequenceDataset) -> None:
 
 
 def test_part_directory_equals_the_concatenated_table(tmp_path):
-    frames = [_log(300, seed) for seed in range(4)] + [_log(0, 9)]  # Spark writes empty parts too
+    frames = [parts_log(300, seed) for seed in range(4)] + [parts_log(0, 9)]  # Spark writes empty parts too
     root = _spark_dir(tmp_path / "events", frames)
     whole = pl.concat(frames)
     got = prepare_dataset(root, tmp_path / "out", user_col="uid", item_col="iid", time_col="ts",
@@ -59,7 +50,7 @@ def test_part_directory_equals_the_concatenated_table(tmp_path):
 
 
 def test_without_time_column_part_order_then_row_order_is_time_order(tmp_path):
-    frames = [_log(50, seed) for seed in range(3)]
+    frames = [parts_log(50, seed) for seed in range(3)]
     root = _spark_dir(tmp_path / "events", frames)
     interactions, _ = read_parquet_parts(root, "uid", "iid")
     assert interactions.times is None
@@ -85,7 +76,7 @@ def test_hive_partitioned_layout_and_partition_key_as_column(tmp_path):
 
 
 def test_glob_pattern(tmp_path):
-    root = _spark_dir(tmp_path / "events", [_log(20, 0), _log(20, 1)])
+    root = _spark_dir(tmp_path / "events", [parts_log(20, 0), parts_log(20, 1)])
     pl.DataFrame({"other": [1]}).write_parquet(root / "notes.parquet")  # not matched by the glob
     _, parts = find_parts(f"{root}/part-*.parquet")
     assert [p.name[:10] for p in parts] == ["part-00000", "part-00001"]
@@ -99,7 +90,7 @@ def test_glob_pattern(tmp_path):
     (lambda p: p.write_bytes(b"uid,iid\n1,2\n"), "not a complete Parquet file"),
 ])
 def test_damaged_part_is_named(tmp_path, damage, message):
-    root = _spark_dir(tmp_path / "events", [_log(20, 0), _log(20, 1)])
+    root = _spark_dir(tmp_path / "events", [parts_log(20, 0), parts_log(20, 1)])
     bad = sorted(root.glob("part-00001*"))[0]
     damage(bad)
     with pytest.raises(DataError, match=message) as info:
@@ -131,7 +122,7 @@ def test_schema_disagreement_is_an_error_but_integer_widths_mix(tmp_path):
 
 
 def test_missing_column_lists_the_columns(tmp_path):
-    root = _spark_dir(tmp_path / "events", [_log(5, 0)])
+    root = _spark_dir(tmp_path / "events", [parts_log(5, 0)])
     with pytest.raises(DataError, match="no column 'when'; their columns are: uid, iid, ts, rating"):
         read_parquet_parts(root, "uid", "iid", time_col="when")
     with pytest.raises(ConfigError, match="needs --user-col and --item-col"):
@@ -143,13 +134,13 @@ def test_directory_without_parts_and_only_empty_parts(tmp_path):
     (tmp_path / "nothing" / "_SUCCESS").write_bytes(b"")
     with pytest.raises(DataError, match="holds no Parquet part files"):
         prepare_dataset(tmp_path / "nothing", tmp_path / "out", user_col="uid", item_col="iid")
-    root = _spark_dir(tmp_path / "events", [_log(0, 0)])
+    root = _spark_dir(tmp_path / "events", [parts_log(0, 0)])
     with pytest.raises(DataError, match="holds no interactions"):
         prepare_dataset(root, tmp_path / "out", user_col="uid", item_col="iid")
 
 
 def test_cli_one_line_error_for_a_damaged_part(tmp_path):
-    root = _spark_dir(tmp_path / "events", [_log(20, 0)])
+    root = _spark_dir(tmp_path / "events", [parts_log(20, 0)])
     sorted(root.glob("part-*"))[0].write_bytes(b"")
     out = subprocess.run([sys.executable, "-m", "bamrec.cli", "data", "prepare", str(root), "--out",
                           str(tmp_path / "out"), "--user-col", "uid", "--item-col", "iid"],

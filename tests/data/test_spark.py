@@ -25,6 +25,7 @@ from bamrec import locks
 from bamrec.data.prepare import prepare_dataset
 from bamrec.data.sequences import SequenceDataset
 from bamrec.errors import BamrecError, ConfigError, DataError
+from logs import parts_log
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,16 +42,6 @@ def spark(tmp_path_factory):
                              local_dir=str(tmp_path_factory.mktemp("spark-local")))
     with spark_session(settings) as session:
         yield session
-
-
-def _log(rows: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pl.DataFrame({
-        "uid": rng.integers(1, 40, rows),
-        "iid": [f"sku{v}" for v in rng.integers(1, 60, rows)],
-        "ts": rng.integers(0, 50, rows),  # many ties: file order must break them
-        "rating": rng.random(rows),
-    })
 
 
 def _parts(root: Path, frames: list[pl.DataFrame]) -> Path:
@@ -122,11 +113,12 @@ CASES: list[tuple[str, Case]] = [
                                                    "min_user_count": 12, "min_item_count": 20})),
     ("kcore-int", lambda tmp: (_long_csv(tmp), {"user_col": "u", "item_col": "i", "time_col": "t",
                                                 "id_type": "str", "min_user_count": 25})),
-    ("parts", lambda tmp: (_parts(tmp / "events", [_log(300, s) for s in range(4)] + [_log(0, 9)]),
+    ("parts", lambda tmp: (_parts(tmp / "events", [parts_log(300, s) for s in range(4)] + [parts_log(0, 9)]),
                            {**TIMED, "dedupe": True})),
-    ("parts-file-order", lambda tmp: (_parts(tmp / "events", [_log(50, s) for s in range(3)]),
+    ("parts-file-order", lambda tmp: (_parts(tmp / "events", [parts_log(50, s) for s in range(3)]),
                                       {"user_col": "uid", "item_col": "iid"})),
-    ("parts-glob", lambda tmp: (f"{_parts(tmp / 'events', [_log(20, 0), _log(20, 1)])}/part-*.parquet", TIMED)),
+    ("parts-glob", lambda tmp: (f"{_parts(tmp / 'events', [parts_log(20, 0), parts_log(20, 1)])}/part-*.parquet",
+                                TIMED)),
     ("hive", lambda tmp: (_hive(tmp / "hive"), {"user_col": "uid", "item_col": "iid", "time_col": "day"})),
     ("parquet-file", lambda tmp: (_parquet_file(tmp), {**TIMED, "id_type": "str", "min_item_count": 3})),
 ]
@@ -134,7 +126,7 @@ CASES: list[tuple[str, Case]] = [
 
 def _parquet_file(tmp: Path) -> Path:
     path = tmp / "log.parquet"
-    _log(400, 5).write_parquet(path, row_group_size=64)  # several row groups
+    parts_log(400, 5).write_parquet(path, row_group_size=64)  # several row groups
     return path
 
 

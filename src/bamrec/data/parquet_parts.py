@@ -148,12 +148,14 @@ def _kind(arrow_type: Any) -> str:
     return "other"
 
 
-def read_parquet_parts(
+def checked_parts(
     source: str | Path, user_col: str | None, item_col: str | None, time_col: str | None = None
-) -> tuple[Interactions, dict[str, Any]]:
-    """Read the user, item and (optional) time columns of all parts, streaming.
+) -> tuple[Path, list[Path], dict[str, str], list[str]]:
+    """The parts of ``source`` checked before any engine reads them (the in-process and the Spark engine
+    give the same one-line messages): the columns are named, different, present and typed, and the
+    parts are complete Parquet files with rows.
 
-    Returns the interactions in file order and a description of the parts for the manifest.
+    Returns the root directory, the part files, each column's kind and the hive partition keys.
     """
     if user_col is None or item_col is None:
         raise ConfigError(f"a directory of Parquet parts needs --user-col and --item-col "
@@ -178,6 +180,18 @@ def read_parquet_parts(
                             "ISO-8601 text or dates/times")
         if kinds.get(col) == "null":
             raise DataError(f"column {col!r} of {source} has no values (every part stores it as nulls)")
+    return root, parts, kinds, partition_keys
+
+
+def read_parquet_parts(
+    source: str | Path, user_col: str | None, item_col: str | None, time_col: str | None = None
+) -> tuple[Interactions, dict[str, Any]]:
+    """Read the user, item and (optional) time columns of all parts, streaming.
+
+    Returns the interactions in file order and a description of the parts for the manifest.
+    """
+    wanted = [c for c in (user_col, item_col, time_col) if c is not None]
+    root, parts, kinds, partition_keys = checked_parts(source, user_col, item_col, time_col)
     # polars takes the schema of the first part unless told: give the widest type of each kind, so
     # parts written as int32 and int64 (or float32 and float64) read together.
     file_schema = {col: _WIDEST.get(kinds[col]) or _first_dtype(parts, col) for col in wanted if col in kinds}

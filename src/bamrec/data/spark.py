@@ -379,27 +379,9 @@ def _local_copy(raw: RawFile, staging: Path, say: Echo) -> Path:
 
 
 def _read_parts(spark: Any, source: SourceSpec, say: Echo) -> tuple[Any, _Where]:
-    if source.user_col is None or source.item_col is None:
-        raise ConfigError(f"a directory of Parquet parts needs --user-col and --item-col "
-                          f"({parquet_parts._describe(source.parts)})")
-    wanted = [c for c in (source.user_col, source.item_col, source.time_col) if c is not None]
-    if len(set(wanted)) != len(wanted):
-        raise ConfigError(f"--user-col, --item-col and --time-col must name different columns, got {wanted}")
-    root, parts = parquet_parts.find_parts(source.parts)
-    kinds, rows = parquet_parts.check_parts(parts)  # the in-process engine's footer checks and messages
-    if rows == 0:
-        raise DataError(f"{source.parts} holds no interactions (its {len(parts)} parts have no rows)")
-    keys = parquet_parts._partition_keys(root, parts)
-    present = list(kinds) + [key for key in keys if key not in kinds]
-    missing = [c for c in wanted if c not in present]
-    if missing:
-        raise DataError(f"the parts of {source.parts} have no column {', '.join(map(repr, missing))}; "
-                        f"their columns are: {', '.join(present)}")
-    for col in wanted:
-        if kinds.get(col) in ("other", "null"):
-            raise DataError(f"column {col!r} of {source.parts} holds neither integers, floats, strings nor "
-                            "dates/times; ids must be integers or strings, timestamps integers, floats, "
-                            "ISO-8601 text or dates/times")
+    # The in-process engine's checks of the parts, footers and columns, with its messages.
+    root, parts, kinds, keys = parquet_parts.checked_parts(source.parts, source.user_col, source.item_col,
+                                                           source.time_col)
     say(f"spark: reading {len(parts)} Parquet parts of {source.parts}")
     columns = {"u": source.user_col, "i": source.item_col, "t": source.time_col}
     frame = _read_parquet(spark, parts, root if keys else None, columns, str(source.parts), kinds)
