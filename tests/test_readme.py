@@ -221,6 +221,12 @@ HEADLINE_METHODS = {
     "`--recipe recommended`": "comirec-sa / recommended",
 }
 HEADLINE_DATASETS = {"ml-100k": "ml-100k", "lastfm": "lastfm", "Beauty": "beauty", "ML-1M": "ml-1m"}
+# A number marked † is the method at the larger step size of the search, where the search chose it.
+HEADLINE_LARGER_STEP = {
+    "SASRec, a loss at every position, full softmax": "sasrec / all-positions full lr2e-3",
+    "ComiRec-SA, hard selection": "comirec-sa / hard lr4e-3",
+    "ComiRec-SA, BaM_p + multi-interest loss": "comirec-sa / bam-p+multi lr4e-3",
+}
 
 
 def _converged_results() -> dict[tuple[str, str], dict]:
@@ -245,8 +251,9 @@ def test_headline_table_is_the_converged_results():
     checked = 0
     for line in lines[1:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        method = HEADLINE_METHODS[cells[0]]
         for column, cell in zip(header[1:], cells[1:]):
+            method = HEADLINE_LARGER_STEP[cells[0]] if "†" in cell else HEADLINE_METHODS[cells[0]]
+            cell = cell.replace("†", "")
             config = results.get((HEADLINE_DATASETS[column], method))
             if cell == "·":  # not run (yet): then no seed may have finished
                 assert config is None or not config["seeds"], f"{column} / {method} has results; put them in the README"
