@@ -127,7 +127,8 @@ def main() -> None:
         done.set()
         sampler.join()
         seconds = time.perf_counter() - start
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:  # still testing (the normal case); gone already if it failed early
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
     gb = 1e9
     result = {
