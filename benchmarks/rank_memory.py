@@ -17,6 +17,7 @@ users is not part of training). Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -127,7 +128,7 @@ def main() -> None:
         done.set()
         sampler.join()
         seconds = time.perf_counter() - start
-        if proc.poll() is None:  # still testing (the normal case); gone already if it failed early
+        with contextlib.suppress(ProcessLookupError):  # still testing (the normal case), or gone if it failed early
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
     gb = 1e9
