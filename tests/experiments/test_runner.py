@@ -164,8 +164,11 @@ def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):
     import time
 
     # lr ~ 0: validation never improves after the first check, so patience 2 ends the cell at
-    # iteration 600; the runner is stopped right after the first check (200).
-    options = dict(TINY, max_iters=600, eval_every=200, patience=2, lr=1e-12)
+    # iteration 3000; the runner is stopped right after the first check (1000). The 1000 iterations
+    # between checks take over a second here: a fast machine must not reach the next check in the
+    # milliseconds the stop takes (200 of them once did, in the half second the runner used to wait
+    # for its next poll before passing SIGTERM on).
+    options = dict(TINY, max_iters=3000, eval_every=1000, patience=2, lr=1e-12)
     file = tmp_path / "long.toml"
     fixed = "\n".join(f"{k} = {v}" for k, v in options.items())
     file.write_text(f'name = "long"\n[grid]\ndata = ["{data_dir}"]\nseed = [1]\n[fixed]\n{fixed}\n')
@@ -177,11 +180,11 @@ def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):
     metrics = out / "runs" / cell.id / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().strip()):
-        time.sleep(0.05)
+        time.sleep(0.005)
     runner.send_signal(signal.SIGTERM)
     _, err = runner.communicate(timeout=120)
     stopped_at = [r["iter"] for r in ckpt.read_jsonl(metrics)]
-    assert stopped_at and stopped_at[-1] < 600, "the cell finished before the runner was stopped"
+    assert stopped_at and stopped_at[-1] < 3000, "the cell finished before the runner was stopped"
     assert runner.returncode == 130 and "rerun the same command" in err, err
     assert not list(out.glob("cells/*.json"))  # an interrupted cell is not a finished cell
     assert (metrics.parent / "last.ckpt").is_file()
@@ -191,7 +194,7 @@ def test_sigterm_stops_the_runner_and_a_rerun_resumes(tmp_path, data_dir):
     record = json.loads((out / "cells" / f"{cell.id}.json").read_text())
     # the trainer had written summary.json (stopped: interrupted) on SIGTERM: resumed, not taken as done
     assert record["resumed"] is True and record["stopped"] == "patience"
-    assert [r["iter"] for r in ckpt.read_jsonl(metrics)] == [200, 400, 600]  # continued, not restarted
+    assert [r["iter"] for r in ckpt.read_jsonl(metrics)] == [1000, 2000, 3000]  # continued, not restarted
 
 
 def test_baselines_are_matched_on_the_recorded_config_not_on_todays_defaults():
@@ -244,3 +247,30 @@ def test_results_page_links_each_experiment_own_plots_without_copies(tmp_path, c
     text = capped.read_text()
     assert text.startswith("# Early study (capped at 1,000 iterations)\n")
     assert "--title 'Early study (capped at 1,000 iterations)'" in text  # the command that makes the page
+
+
+def test_sigterm_is_passed_to_each_running_cell_at_once_and_only_once():
+    import signal
+
+    from bamrec.experiments.runner import _StopFlag
+
+    class Cell:
+        def __init__(self, pid: int, done: bool) -> None:
+            self.pid, self.done, self.signals = pid, done, []
+
+        def poll(self):
+            return 0 if self.done else None
+
+        def send_signal(self, signum: int) -> None:
+            self.signals.append(signum)
+
+    running_cell, finished_cell = Cell(1, done=False), Cell(2, done=True)
+    running = {"a": (running_cell, 0.0, None), "b": (finished_cell, 0.0, None)}
+    stop = _StopFlag(running)
+    stop.set(signal.SIGTERM, None)  # as the signal handler: the cells hear it now, not at the next poll
+    assert stop.value and running_cell.signals == [signal.SIGTERM] and finished_cell.signals == []
+    stop.stop_cells()  # the loop's own stop afterwards: a second SIGTERM would cut the trainer's finish
+    assert running_cell.signals == [signal.SIGTERM]
+    quiet = _StopFlag({"a": (Cell(3, done=False), 0.0, None)})
+    quiet.set()  # set without a signal (a full disk): the loop stops the cells itself
+    assert quiet.value and quiet._running["a"][0].signals == []

@@ -138,7 +138,7 @@ def _run_experiment(experiment: Experiment, out: Path, *, jobs: int, threads: in
             f"{_format_duration(time.perf_counter() - started)} elapsed{eta}] {event}")
 
     new_results = False
-    stop = _StopFlag()
+    stop = _StopFlag(running)
     previous = signal.signal(signal.SIGTERM, stop.set) if _main_thread() else None
     try:
         while (queue or running) and not stop.value:
@@ -185,9 +185,7 @@ def _run_experiment(experiment: Experiment, out: Path, *, jobs: int, threads: in
             if running:
                 log(f"stopping: {len(running)} running cell(s) finish their current step and keep their "
                     "last checkpoint; rerun the same command to resume")
-            for process, _, _ in running.values():
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)  # the trainer stops cleanly on SIGTERM
+            stop.stop_cells()
             for process, _, _ in running.values():
                 try:
                     process.wait(timeout=120)
@@ -200,11 +198,29 @@ def _run_experiment(experiment: Experiment, out: Path, *, jobs: int, threads: in
 
 
 class _StopFlag:
-    def __init__(self) -> None:
+    """Set by SIGTERM (or a full disk); stopping signals each running cell once, at once.
+
+    The handler forwards SIGTERM to the cells itself rather than leaving it to the loop's next poll:
+    a cell may reach its next check, or finish, in the half second the loop sleeps. Each cell is
+    signalled at most once, because a second SIGTERM would interrupt the trainer while it finishes
+    the run with its best checkpoint.
+    """
+
+    def __init__(self, running: dict) -> None:
         self.value = False
+        self._running = running  # cell id -> (process, start time, cell), the loop's own table
+        self._signalled: set[int] = set()
 
     def set(self, signum=None, frame=None) -> None:
         self.value = True
+        if signum is not None:
+            self.stop_cells()
+
+    def stop_cells(self) -> None:
+        for process, _, _ in list(self._running.values()):
+            if process.pid not in self._signalled and process.poll() is None:
+                self._signalled.add(process.pid)
+                process.send_signal(signal.SIGTERM)  # the trainer stops cleanly on SIGTERM
 
 
 def _main_thread() -> bool:
