@@ -26,30 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import tree_rss_bytes  # noqa: E402
 from prepare_scale import generate  # noqa: E402  (the same generator, cached part directories)
-
-
-def _tree_rss(root_pid: int) -> int:
-    """Bytes resident in ``root_pid`` and its descendants now (0 for processes that are gone)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if ":" in line)
-        except OSError:
-            continue
-        pid, parent = int(entry), int(fields.get("PPid", "0").strip())
-        children.setdefault(parent, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 def run(command: list[str], env: dict[str, str]) -> dict:
@@ -60,7 +38,7 @@ def run(command: list[str], env: dict[str, str]) -> dict:
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)

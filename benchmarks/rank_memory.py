@@ -28,30 +28,20 @@ import threading
 import time
 from pathlib import Path
 
-
-def _children(pid: int) -> list[int]:
-    """The direct children of ``pid`` (every thread's list)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import descendants  # noqa: E402
 
 
 def _ranks(launcher: int) -> list[int]:
     """The training processes under the torchrun launcher: descendants whose command line runs bamrec."""
-    ranks, stack = [], _children(launcher)
-    while stack:
-        pid = stack.pop()
+    ranks = []
+    for pid in descendants(launcher):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"bamrec.cli" in cmdline:
             ranks.append(pid)
-        stack += _children(pid)
     return sorted(ranks)
 
 
