@@ -220,7 +220,8 @@ HEADLINE_METHODS = {
     "REMI, BaM_p + multi-interest loss (the paper's)": "remi / bam-p+multi lr1e-3",
     "`--recipe recommended`": "comirec-sa / recommended",
 }
-HEADLINE_DATASETS = {"ml-100k": "ml-100k", "lastfm": "lastfm", "Beauty": "beauty", "ML-1M": "ml-1m"}
+HEADLINE_DATASETS = {"ml-100k": "ml-100k", "lastfm": "lastfm", "Beauty": "beauty", "Toys": "toys",
+                     "ML-1M": "ml-1m"}
 # A number marked † is the method at the larger step size of the search, where the search chose it.
 HEADLINE_LARGER_STEP = {
     "SASRec, a loss at every position, full softmax": "sasrec / all-positions full lr2e-3",
