@@ -6,8 +6,9 @@ also those inside functions), which also prints the graph: ``python benchmarks/i
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top; a unit may import its own layer and those below.
@@ -26,10 +27,7 @@ LAYERS = (
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "benchmarks" / "import_graph.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "import_graph.py")
 
 
 def test_no_import_goes_up_a_layer():

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from scripts import load_script
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _proc():
-    spec = importlib.util.spec_from_file_location("_proc", BENCHMARKS / "_proc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS / "_proc.py")
 
 
 def test_descendants_and_tree_rss_cover_children_and_grandchildren():

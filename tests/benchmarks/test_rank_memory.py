@@ -3,7 +3,6 @@ pages, shared between processes that map it, and not as private memory."""
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 from pathlib import Path
@@ -13,16 +12,15 @@ import pytest
 
 from bamrec.data.sequences import SequenceDataset
 
+from scripts import load_script
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("rank_memory", BENCHMARKS / "rank_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS / "rank_memory.py")
 
 
 def _touch_and_wait(path: str, ready, release) -> None:

@@ -3,7 +3,6 @@ generated from their committed cells."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,14 @@ from bamrec.experiments import load_experiment
 from bamrec.experiments.aggregate import aggregate
 from bamrec.experiments.runner import finished_cells
 
+from scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 FIDELITY = ROOT / "experiments" / "fidelity"
 
 
 def _table_script():
-    spec = importlib.util.spec_from_file_location("fidelity_table", FIDELITY / "table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIDELITY / "table.py", "fidelity_table")
 
 
 @pytest.mark.parametrize("grid, cells", [("ml-100k", 66), ("ml-1m", 24)])
