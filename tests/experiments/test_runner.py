@@ -10,7 +10,7 @@ import pytest
 
 from bamrec.cli import main
 from bamrec.experiments import load_experiment, parse_experiment, run_experiment
-from bamrec.experiments.aggregate import aggregate, find_baseline
+from bamrec.experiments.aggregate import aggregate, find_baseline, render_markdown
 from bamrec.errors import ConfigError
 from bamrec.experiments.cell import CELL_FORMAT
 from bamrec.rundir import layout as ckpt
@@ -87,9 +87,10 @@ def test_bad_cell_fails_cleanly(tmp_path, capsys):
     assert "no cell summaries in" in capsys.readouterr().err
 
 
-def _fake_cell(cells_dir, cell, recall, ranks):
+def _fake_cell(cells_dir, cell, recall, ranks, valid=None):
     record = {"format": CELL_FORMAT, "cell": cell.id, "options": cell.options, "seed": cell.seed,
               "best_iter": 10, "iters": 10, "train_time_s": 1.0, "wall_time_s": 2.0, "diagnostics": {},
+              "best_valid": {"recall@10": valid, "recall@20": 1.0 - (valid or 0.0)},
               "test": {p: {"recall@20": recall, "ndcg@20": recall / 2} for p in ("standard", "reference")},
               "dataset": {"name": "d", "checksum": "abc"}, "machine": {"hostname": "h"}, "commit": "c",
               "ranks_file": f"{cell.id}.ranks.npz"}
@@ -121,6 +122,76 @@ def test_aggregation_on_fixed_numbers(tmp_path):
     assert c["over_seeds"]["relative_gain"] == pytest.approx(11 / 6 - 1)
     boot = c["bootstrap"]  # per-user recall@20: hard [1, 0], bam [1, 1] -> differences 0 and 1
     assert boot["seed"] == 1 and boot["diff"] == pytest.approx(0.5) and (boot["ci_low"], boot["ci_high"]) == (0, 1)
+
+
+def _searched(tmp_path, seed_one_done=True):
+    """hard and BaM_p, each at two step sizes, seeds 1-2; the lr search chooses on seed 1's validation."""
+    exp = parse_experiment({"name": "searched", "grid": {"data": ["d"], "selection": ["hard", "bam-p"],
+                                                         "lr": [0.001, 0.004], "seed": [1, 2]},
+                            "compare": {"baseline": {"selection": "hard"}, "tune": ["lr"], "tune_seed": 1}})
+    cells = {(c.options["selection"], c.options["lr"], c.seed): c for c in exp.cells}
+    # validation (recall@10 at the best check) on seed 1 chooses hard 4e-3 and BaM_p 1e-3; the test
+    # numbers point the other way and the seed-2 validation too, so neither may choose.
+    valid = {("hard", 0.001): 0.10, ("hard", 0.004): 0.20, ("bam-p", 0.001): 0.30, ("bam-p", 0.004): 0.25}
+    test = {("hard", 0.001): 0.5, ("hard", 0.004): 0.2, ("bam-p", 0.001): 0.4, ("bam-p", 0.004): 0.9}
+    for (selection, lr, seed), cell in cells.items():
+        if (selection, lr, seed) == ("bam-p", 0.004, 1) and not seed_one_done:
+            continue
+        v = valid[selection, lr] if seed == 1 else 1.0 - valid[selection, lr]
+        spread = 0.01 * seed * (1 + 100 * lr) * (2 if selection == "bam-p" else 1)  # unequal seed-to-seed moves
+        _fake_cell(tmp_path, cell, test[selection, lr] + spread, [0, 3], valid=v)
+    return exp, {k: c.config_key for k, c in cells.items()}
+
+
+def test_a_search_chooses_on_the_choosing_seeds_validation_and_baselines_are_the_chosen(tmp_path):
+    exp, key = _searched(tmp_path)
+    result = aggregate(exp, tmp_path)
+    searches = {s["tried"][0]["method"].split(" / ")[0]: s for s in result["tuning"]["searches"]}
+    assert result["tuning"]["options"] == ["lr"] and result["tuning"]["seed"] == 1
+    assert searches["hard"]["chosen"] == key["hard", 0.004, 1] and searches["hard"]["complete"]
+    assert searches["bam-p"]["chosen"] == key["bam-p", 0.001, 1]
+    assert [t["valid"] for t in searches["bam-p"]["tried"]] == [0.30, 0.25]
+    chosen = {g["key"]: g["chosen"] for g in result["configurations"]}
+    assert chosen == {key["hard", 0.001, 1]: False, key["hard", 0.004, 1]: True,
+                      key["bam-p", 0.001, 1]: True, key["bam-p", 0.004, 1]: False}
+    # every BaM_p configuration is compared with hard at its chosen 4e-3, not with hard at 1e-3
+    compared = {c["key"]: c["baseline_key"] for c in result["comparisons"]}
+    assert compared == {key["bam-p", 0.001, 1]: key["hard", 0.004, 1], key["bam-p", 0.004, 1]: key["hard", 0.004, 1]}
+    page = render_markdown(result)
+    headline = page.split("Headline", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in headline.splitlines() if line.startswith("| d |")]
+    assert len(rows) == 1 and rows[0].startswith("| d | bam-p / 0.001 | hard / 0.004 |")  # the chosen only
+    assert "| d | hard / 0.001 0.1000; hard / 0.004 0.2000 | hard / 0.004 |" in page
+
+
+def test_a_search_with_a_cell_missing_on_the_choosing_seed_says_incomplete(tmp_path):
+    exp, key = _searched(tmp_path, seed_one_done=False)
+    result = aggregate(exp, tmp_path)
+    [bam] = [s for s in result["tuning"]["searches"] if s["tried"][0]["method"].startswith("bam-p")]
+    assert bam["chosen"] == key["bam-p", 0.001, 1] and not bam["complete"]
+    assert [t["valid"] for t in bam["tried"]] == [0.30, None]
+    assert "| bam-p / 0.001 (incomplete) |" in render_markdown(result)
+
+
+def test_without_a_search_every_configuration_is_compared_as_before(tmp_path):
+    exp = parse_experiment({"name": "plain", "grid": {"data": ["d"], "selection": ["hard", "bam-p"], "seed": [1]},
+                            "compare": {"baseline": {"selection": "hard"}}})
+    for cell in exp.cells:
+        _fake_cell(tmp_path, cell, 0.5, [0, 3], valid=0.1)
+    result = aggregate(exp, tmp_path)
+    assert result["tuning"] is None and all(g["chosen"] is None for g in result["configurations"])
+    assert len({c["key"] for c in result["comparisons"]}) == 1 and "Search over" not in render_markdown(result)
+
+
+@pytest.mark.parametrize("compare, message", [
+    ({"tune": "lr"}, "a list of option names"),
+    ({"tune": ["learning_rate"]}, "unknown option(s) learning_rate"),
+    ({"tune": ["lr"], "tune_seed": "1"}, "an integer seed"),
+    ({"tune": ["lr"], "tune_metric": "recall"}, "unknown metric"),
+])
+def test_a_bad_search_is_one_clear_error(compare, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_experiment({"name": "bad", "grid": {"data": ["d"], "lr": [0.001, 0.004]}, "compare": compare})
 
 
 def test_baseline_is_the_closest_matching_configuration():

@@ -139,7 +139,12 @@ def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
         group["curves"] = [{"seed": r["seed"], **r["curve"]} for r in records if r.get("curve")]
         group["_records"] = records
         configurations.append(group)
-    comparisons = _comparisons(experiment, configurations, cells_dir)
+    options = [as_run_options(g) for g in configurations]
+    searches = step_searches(experiment, configurations, options)
+    chosen = {s["chosen"] for s in searches}
+    for g in configurations:
+        g["chosen"] = g["key"] in chosen if searches else None  # None: the file declares no search
+    comparisons = _comparisons(experiment, configurations, options, cells_dir)
     records = [r for _, r in finished]
     result = {
         "experiment": experiment.name,
@@ -151,6 +156,8 @@ def aggregate(experiment: Experiment, cells_dir: Path) -> dict[str, Any]:
         "metrics": list(experiment.metrics),
         "configurations": [{k: v for k, v in g.items() if k != "_records"} for g in configurations],
         "comparisons": comparisons,
+        "tuning": {"options": list(experiment.tune), "seed": tune_seed(experiment),
+                   "metric": experiment.tune_metric, "searches": searches} if experiment.tune else None,
         "commits": sorted({r.get("commit", "unknown") for r in records}),
         "machines": sorted({f"{r['machine'].get('hostname')} ({r['machine'].get('processor')}, "
                             f"{r['machine'].get('cpus')} cpus, {r['machine'].get('threads')} threads/cell, "
@@ -176,15 +183,56 @@ def as_run_options(group: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], cells_dir: Path) -> list[dict[str, Any]]:
+def tune_seed(experiment: Experiment) -> int | None:
+    """The seed whose validation numbers choose in the searches (the file's smallest by default)."""
+    if experiment.tune_seed is not None:
+        return experiment.tune_seed
+    return min((c.seed for c in experiment.cells), default=None)
+
+
+def step_searches(experiment: Experiment, configurations: list[dict[str, Any]],
+                  options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The searches that ``[compare] tune`` declares, one per group of configurations that differ only
+    in the tuned options (a configuration alone in its group is a search of one). Each member has its
+    best validation ``tune_metric`` on the choosing seed (None while that cell has not finished);
+    ``chosen`` is the member with the highest (the first in file order on a tie; None while no member
+    has finished), ``complete`` says whether every member has. Test numbers never choose."""
+    if not experiment.tune:
+        return []
+    seed, metric = tune_seed(experiment), experiment.tune_metric
+    groups: dict[str, list[int]] = {}
+    for i, flat in enumerate(options):
+        rest = {k: v for k, v in flat.items() if k not in experiment.tune}
+        groups.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(i)
+    searches = []
+    for members in groups.values():
+        tried = []
+        for i in members:
+            record = next((r for r in configurations[i]["_records"] if r["seed"] == seed), None)
+            value = (record.get("best_valid") or {}).get(metric) if record else None
+            tried.append({"key": configurations[i]["key"], "method": configurations[i]["method"],
+                          "values": {t: options[i].get(t) for t in experiment.tune}, "valid": value})
+        scored = [t for t in tried if t["valid"] is not None]
+        searches.append({
+            "dataset": configurations[members[0]]["dataset"], "tried": tried,
+            "chosen": max(scored, key=lambda t: t["valid"])["key"] if scored else None,
+            "complete": len(scored) == len(tried),
+        })
+    return searches
+
+
+def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], options: list[dict[str, Any]],
+                 cells_dir: Path) -> list[dict[str, Any]]:
+    """Every configuration paired with its baseline. Under a search, the baseline is the baseline
+    search's chosen configuration, so that no baseline loses for want of its best setting."""
     out = []
-    options = [as_run_options(g) for g in configurations]
+    eligible = [i for i, g in enumerate(configurations) if g.get("chosen") is not False]
     for spec in experiment.baselines:
         for g, mine_options in zip(configurations, options):
-            b = find_baseline(mine_options, options, spec, resolved=True)
+            b = find_baseline(mine_options, [options[i] for i in eligible], spec, resolved=True)
             if b is None:
                 continue
-            base = configurations[b]
+            base = configurations[eligible[b]]
             mine = {r["seed"]: r for r in g["_records"]}
             theirs = {r["seed"]: r for r in base["_records"]}
             seeds = sorted(set(mine) & set(theirs))
@@ -192,7 +240,8 @@ def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], c
                 for metric in experiment.metrics:
                     entry = {
                         "configuration": g["label"], "key": g["key"], "baseline": base["label"],
-                        "baseline_key": base["key"], "protocol": protocol, "metric": metric, "seeds": seeds,
+                        "baseline_key": base["key"], "chosen": g.get("chosen"), "protocol": protocol,
+                        "metric": metric, "seeds": seeds,
                         "over_seeds": paired_over_seeds([theirs[s]["test"][protocol][metric] for s in seeds],
                                                         [mine[s]["test"][protocol][metric] for s in seeds]).as_dict(),
                         "bootstrap": None,
@@ -286,6 +335,7 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
                 _mean_ci(far) if far and far.get("n") else "–"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    lines += _searches_table(result, heading)
     if result["comparisons"]:
         lines += _headline(result, heading)
         lines += [
@@ -318,18 +368,43 @@ def render_markdown(result: dict[str, Any], plots: Sequence[Path] = (), plot_bas
     return "\n".join(lines)
 
 
+def _searches_table(result: dict[str, Any], heading: str) -> list[str]:
+    """The searches of ``[compare] tune``: what each tried on the choosing seed, and what it chose."""
+    tuning = result.get("tuning")
+    searches = [s for s in (tuning or {}).get("searches", []) if len(s["tried"]) > 1]
+    if not searches:
+        return []
+    lines = [f"{heading}# Search over {', '.join(tuning['options'])}", "",
+             f"Each method's configurations that differ only in {', '.join(tuning['options'])}, compared on "
+             f"the best validation {tuning['metric']} of seed {tuning['seed']}'s cells; the highest is the "
+             "method's configuration in the headline and the baseline's in every comparison (test numbers "
+             "never choose). *incomplete*: a tried configuration's cell has not finished, the choice may change.",
+             "", f"| dataset | tried: valid {tuning['metric']} (seed {tuning['seed']}) | chosen |", "|---|---|---|"]
+    for s in searches:
+        tried = "; ".join(f"{t['method']} {_fmt(t['valid'])}" for t in s["tried"])
+        chosen = next((t["method"] for t in s["tried"] if t["key"] == s["chosen"]), "–")
+        lines.append(f"| {s['dataset']} | {tried} | {chosen}{'' if s['complete'] else ' (incomplete)'} |")
+    return lines + [""]
+
+
 def _headline(result: dict[str, Any], heading: str) -> list[str]:
-    """One row per compared configuration: the first metric, standard protocol, both sides with CIs."""
+    """One row per compared configuration (under a search: per chosen configuration): the first
+    metric, standard protocol, both sides with CIs, and the interests' mean cosine."""
     metric = result["metrics"][0]
     labels = {g["key"]: g for g in result["configurations"]}
     rows = [c for c in result["comparisons"] if c["metric"] == metric and c["protocol"] == "standard"
-            and c["seeds"]]
+            and c["seeds"] and c.get("chosen") is not False]
     if not rows:
         return []
-    lines = [f"{heading}# Headline: test {metric} (standard protocol) against the baseline", "",
-             f"| dataset | method | baseline | seeds | baseline {metric} | {metric} | gain | t-test p "
+    datasets = list(dict.fromkeys(g["dataset"] for g in result["configurations"]))
+    rows.sort(key=lambda c: datasets.index(labels[c["key"]]["dataset"]))  # stable: file order per dataset
+    title = f"{heading}# Headline: test {metric} (standard protocol) against the baseline"
+    if result.get("tuning"):
+        title += f", each method at its chosen {', '.join(result['tuning']['options'])}"
+    lines = [title, "",
+             f"| dataset | method | baseline | seeds | baseline {metric} | {metric} | interest sim. | gain | t-test p "
              "| bootstrap diff [95%] (seed) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for c in rows:
         mine, base = labels[c["key"]], labels[c["baseline_key"]]
         s, b = c["over_seeds"], c["bootstrap"]
@@ -337,6 +412,7 @@ def _headline(result: dict[str, Any], heading: str) -> list[str]:
         boot = f"{b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}] ({b['seed']})" if b else "–"
         lines.append(f"| {mine['dataset']} | {mine['method']} | {base['method']} | {s['n']} "
                      f"| {_mean_ci(base['metrics']['standard'][metric])} | {_mean_ci(mine['metrics']['standard'][metric])} "
+                     f"| {_fmt(mine['diagnostics']['interest_similarity_mean']['mean'], 2)} "
                      f"| {gain} | {_p(s['t_pvalue'])} | {boot} |")
     return lines + [""]
 

@@ -17,6 +17,15 @@ An experiment file is TOML::
 A baseline may be limited to some configurations with ``for``: ``{ selection = "bam-p", for = {
 recipe = "recommended" } }`` compares only the configurations matching ``for`` against it.
 
+A search over some options (a step-size search) is declared in ``[compare]`` too::
+
+    tune = ["lr"]             # configurations that differ only in these options form one search
+    tune_seed = 1             # the seed whose cells choose (default: the smallest seed of the file)
+    tune_metric = "recall@10" # on the best validation check of each cell (default: recall@10)
+
+The report then takes each search's configuration with the best validation value as the method
+(its test numbers never choose), and compares every configuration with its baseline's chosen one.
+
 Any `bamrec train` option (``bamrec.config.flat_fields()`` plus ``data``) can be an axis or fixed.
 An axis value may also be an inline table that sets several options at once, e.g.
 ``scheme = [{selection = "hard"}, {label = "bam-p+multi", selection = "bam-p", multi_loss = true}]``
@@ -87,6 +96,9 @@ class Experiment:
     metrics: tuple[str, ...] = ("recall@20", "ndcg@20")  # reported in tables and plots
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tune: tuple[str, ...] = ()  # options searched over: configurations differing only in them compete
+    tune_seed: int | None = None  # the seed whose validation chooses (None: the file's smallest seed)
+    tune_metric: str = "recall@10"  # validation metric of the choice, at each cell's best check
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -128,9 +140,11 @@ def parse_experiment(data: Mapping[str, Any], path: Path | None = None) -> Exper
     seeds = sorted({c.seed for c in by_id.values()})
     ordered = sorted(by_id.values(), key=lambda c: seeds.index(c.seed))  # stable: file order within a seed
     compare = dict(data.get("compare", {}))
-    unknown = sorted(set(compare) - {"baseline", "metrics"})
+    compare_keys = {"baseline", "metrics", "tune", "tune_seed", "tune_metric"}
+    unknown = sorted(set(compare) - compare_keys)
     if unknown:
-        raise ConfigError(f"{where} [compare]: unknown key(s) {', '.join(unknown)}; valid: baseline, metrics")
+        raise ConfigError(f"{where} [compare]: unknown key(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(sorted(compare_keys))}")
     baseline = compare.get("baseline", [])
     baselines = tuple(dict(b) for b in (baseline if isinstance(baseline, list) else [baseline]))
     for b in baselines:
@@ -144,10 +158,30 @@ def parse_experiment(data: Mapping[str, Any], path: Path | None = None) -> Exper
 
     for m in metrics:
         parse_metric(m)
+    tune, tune_seed, tune_metric = _parse_tune(compare, where)
     notes = data.get("notes", [])
     notes = [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
     return Experiment(name=name, path=path, cells=tuple(ordered), baselines=baselines, metrics=metrics,
-                      description=str(data.get("description", "")), notes=tuple(notes))
+                      description=str(data.get("description", "")), notes=tuple(notes), tune=tune,
+                      tune_seed=tune_seed, tune_metric=tune_metric)
+
+
+def _parse_tune(compare: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], int | None, str]:
+    """``[compare]``'s search: the tuned options, the choosing seed and the validation metric."""
+    from bamrec.evaluation.metrics import parse_metric
+
+    tune = compare.get("tune", [])
+    if not isinstance(tune, list) or not all(isinstance(t, str) for t in tune):
+        raise ConfigError(f"{where} [compare] tune: a list of option names, e.g. [\"lr\"], got {tune!r}")
+    _check_options({t: None for t in tune}, f"{where} [compare] tune")
+    seed = compare.get("tune_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{where} [compare] tune_seed: an integer seed, got {seed!r}")
+    metric = compare.get("tune_metric", "recall@10")
+    if not isinstance(metric, str):
+        raise ConfigError(f"{where} [compare] tune_metric: a metric such as \"recall@10\", got {metric!r}")
+    parse_metric(metric)
+    return tuple(tune), seed, metric
 
 
 def _check_options(options: Mapping[str, Any], where: str) -> None:
