@@ -92,7 +92,7 @@ def test_chunked_full_loss_equals_the_materialised_one(monkeypatch):
     targets = torch.randint(1, 31, (9,))
     table = objective.backbone.item_embeddings()
     plain = position_losses(queries, targets, table, objective.config, None)
-    monkeypatch.setattr(objective_module, "FULL_SOFTMAX_CHUNK_ELEMENTS", 9 * 7)  # chunks of 7 items
+    monkeypatch.setattr(objective_module, "POSITION_SOFTMAX_CHUNK_ELEMENTS", 9 * 7)  # chunks of 7 items
     chunked = position_losses(queries, targets, table, objective.config, None)
     torch.testing.assert_close(chunked, plain)
     (grad_plain,) = torch.autograd.grad(plain.sum(), queries)

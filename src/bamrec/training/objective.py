@@ -43,6 +43,10 @@ from bamrec.training.selection import BaMSelector
 TABLE_SCORING_MAX_RATIO = 8
 # The full softmax scores the catalogue in chunks once [B, K, N] would exceed this many scores.
 FULL_SOFTMAX_CHUNK_ELEMENTS = 1 << 24
+# The all-positions loss (SASRec) materialises [P, N] up to this many scores (512 MB in float32) before
+# it chunks: on ML-1M (P about 13,000 positions per batch of 128, N = 3,706) the plain path trains
+# 13% faster than the chunked one, which scores the catalogue twice (forward and backward).
+POSITION_SOFTMAX_CHUNK_ELEMENTS = 1 << 27
 
 
 class ObjectiveOutput(NamedTuple):
@@ -218,9 +222,9 @@ def position_losses(
     """
     items = table[1:]  # [N, D] padding excluded
     if config.loss == "full":
-        if queries.shape[0] * items.shape[0] <= FULL_SOFTMAX_CHUNK_ELEMENTS:
+        if queries.shape[0] * items.shape[0] <= POSITION_SOFTMAX_CHUNK_ELEMENTS:
             return losses.full_softmax_loss(queries @ items.T, targets, 0.0, True)  # [P]
-        chunk = max(FULL_SOFTMAX_CHUNK_ELEMENTS // max(queries.shape[0], 1), 1)
+        chunk = max(POSITION_SOFTMAX_CHUNK_ELEMENTS // max(queries.shape[0], 1), 1)
         return losses.chunked_full_softmax_loss(queries.unsqueeze(1), items, targets, chunk)  # [P]
     negatives = losses.sample_negatives(items.shape[0], config.num_negatives, "shared", queries.shape[0],
                                         generator, queries.device)  # [S]
