@@ -240,7 +240,7 @@ def _comparisons(experiment: Experiment, configurations: list[dict[str, Any]], o
                 for metric in experiment.metrics:
                     entry = {
                         "configuration": g["label"], "key": g["key"], "baseline": base["label"],
-                        "baseline_key": base["key"], "chosen": g.get("chosen"), "protocol": protocol,
+                        "baseline_key": base["key"], "protocol": protocol,
                         "metric": metric, "seeds": seeds,
                         "over_seeds": paired_over_seeds([theirs[s]["test"][protocol][metric] for s in seeds],
                                                         [mine[s]["test"][protocol][metric] for s in seeds]).as_dict(),
@@ -393,7 +393,7 @@ def _headline(result: dict[str, Any], heading: str) -> list[str]:
     metric = result["metrics"][0]
     labels = {g["key"]: g for g in result["configurations"]}
     rows = [c for c in result["comparisons"] if c["metric"] == metric and c["protocol"] == "standard"
-            and c["seeds"] and c.get("chosen") is not False]
+            and c["seeds"] and labels[c["key"]].get("chosen") is not False]
     if not rows:
         return []
     datasets = list(dict.fromkeys(g["dataset"] for g in result["configurations"]))
