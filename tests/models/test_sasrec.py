@@ -95,3 +95,48 @@ def test_trains_with_full_softmax(tmp_path):
     assert result.iters == 20 and 0 <= result.test["recall@20"] <= 1
     saved = (tmp_path / "run" / "config.json").read_text()
     assert '"num_interests": 1' in saved and '"model": "sasrec"' in saved  # resolved: K = 1
+
+
+def test_written_out_attention_is_sdpa_without_dropout():
+    # attention_with_dropout (the CPU training path) at p = 0 is scaled_dot_product_attention, padded
+    # rows (only the diagonal allowed) included
+    from bamrec.models.sasrec import attention_with_dropout
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, L, 4) for _ in range(3))
+    _, mask = left_aligned([[3, 7, 1, 9, 4, 2], [5, 6], [8, 2, 2, 4]])
+    allowed = ((torch.ones(L, L, dtype=torch.bool).tril() & mask[:, None, :]) | torch.eye(L, dtype=torch.bool))[:, None]
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    torch.testing.assert_close(attention_with_dropout(q, k, v, allowed, 0.0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_inverted_dropout_drops_p_and_rescales_the_rest():
+    from bamrec.models.sasrec import inverted_dropout
+
+    x = torch.ones(200_000)
+    assert inverted_dropout(x, 0.2, training=False) is x and inverted_dropout(x, 0.0, training=True) is x
+    torch.manual_seed(3)
+    y = inverted_dropout(x, 0.2, training=True)
+    assert set(y.unique().tolist()) == {0.0, 1.25}
+    assert (y == 0).float().mean().item() == pytest.approx(0.2, abs=0.005)
+    torch.manual_seed(3)
+    assert torch.equal(inverted_dropout(x, 0.2, training=True), y)  # the global generator decides
+
+
+def test_training_with_dropout_stays_causal_and_differentiable():
+    # the written-out attention must keep the causal mask: with the same random draws, changing
+    # position 3 leaves positions 0-2 exactly as they were
+    m = model(dropout=0.3).train()
+    items, mask = left_aligned([[3, 7, 1, 9, 4, 2], [5, 6, 0, 0, 0, 0]])
+    changed = items.clone()
+    changed[0, 3] = 11
+    torch.manual_seed(5)
+    a = m.sequence_states(items, mask)
+    torch.manual_seed(5)
+    b = m.sequence_states(changed, mask)
+    torch.testing.assert_close(a[:, :3], b[:, :3], rtol=0, atol=0)
+    assert not torch.allclose(a[0, 3:], b[0, 3:])
+    torch.manual_seed(6)
+    assert not torch.allclose(m.sequence_states(items, mask), a)  # dropout does act in training
+    a.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.blocks.parameters() if p.requires_grad)
