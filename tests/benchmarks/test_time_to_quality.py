@@ -1,0 +1,57 @@
+"""Time to quality: the time to a cell's best check from its curve, and the ratio against the original
+only for cells that reach the target and ran beside the reference cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scripts import load_script
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _module():
+    return load_script(BENCHMARKS / "time_to_quality.py")
+
+
+def _cell(name: str, test: float, best: int, iters: int, train_s: float) -> dict:
+    checks = list(range(1000, iters + 1, 1000))
+    return {"cell": name, "seed": 1, "axes": {"model": name, "scheme": "s", "seed": "1"},
+            "test": {"reference": {"recall@20": test}}, "best_iter": best, "iters": iters,
+            "train_time_s": train_s, "stopped": "patience", "machine": {"threads": 1},
+            "curve": {"iter": checks, "time_s": [train_s * i / iters for i in checks]}}
+
+
+SIDE_BY_SIDE = {"training": [{"model": "remi", "scheme": "hard", "shared": {"ratio": 99.0}},
+                             {"model": "remi", "scheme": "bam-p+multi-loss", "shared": {"ratio": 5.0}}]}
+
+
+def test_ratio_from_iterations_and_side_by_side_speed():
+    module = _module()
+    remi = _cell("remi", 0.33, 30_000, 35_000, 3_500.0)   # 0.1 s/it
+    fast = _cell("fast", 0.34, 10_000, 15_000, 3_000.0)   # 0.2 s/it: 2,000 s to its best check
+    low = _cell("low", 0.30, 5_000, 10_000, 500.0)
+    other = _cell("other", 0.40, 2_000, 3_000, 300.0)     # reaches it, but ran on another machine
+    ratio = module.original_to_bamrec_ratio(SIDE_BY_SIDE)
+    assert ratio == 5.0
+    table, original_s = module.rows([remi, fast, low, other], "remi", {"fast", "low"}, ratio, 34_000, 0.329)
+    # 34,000 iterations at the REMI cell's 0.1 s/it, times the original's 5x slower iteration.
+    assert original_s == pytest.approx(17_000.0)
+    by = {r["cell"]: r for r in table}
+    assert by["fast"]["minutes_to_best"] == pytest.approx(2_000 / 60)
+    assert by["fast"]["speedup"] == pytest.approx(17_000 / 2_000)
+    assert by["remi"]["speedup"] == pytest.approx(17_000 / 3_000)
+    assert by["low"]["reaches"] is False and by["low"]["speedup"] is None
+    assert by["other"]["reaches"] is True and by["other"]["speedup"] is None
+    text = module.markdown(table, original_s, 34_000, 0.329, ratio)
+    assert "not reached" in text and "8.5x faster" in text
+
+
+def test_a_curve_without_the_best_check_is_an_error(tmp_path, capsys):
+    module = _module()
+    cell = _cell("remi", 0.33, 30_500, 35_000, 3_500.0)
+    (tmp_path / "remi.json").write_text(json.dumps(cell))
+    assert module.main(["--cells", str(tmp_path)]) == 2
+    assert "no check at its best iteration 30500" in capsys.readouterr().err
