@@ -57,7 +57,7 @@ def seconds_per_iter(cell: dict[str, Any]) -> float:
 
 def original_to_bamrec_ratio(side_by_side: dict[str, Any]) -> float:
     """Original s/it over bamrec's (REMI, BaM_p + multi-loss, shared negatives), measured side by side:
-    the median of the paired ratios (each pair timed in the same minutes)."""
+    the ratio of the two sides' median speeds (the JSON's ``ratio``; its paired ratios are beside it)."""
     for row in side_by_side["training"]:
         if row["model"] == "remi" and row["scheme"] == "bam-p+multi-loss":
             return float(row["shared"]["ratio"])
