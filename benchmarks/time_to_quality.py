@@ -1,6 +1,7 @@
 """Time to quality on ML-1M: how long each converged configuration trains to reach the paper's accuracy.
 
-    python benchmarks/time_to_quality.py --cells experiments/converged-ml-1m/cells \\
+    python benchmarks/time_to_quality.py --experiment experiments/converged-ml-1m.toml \\
+        --cells experiments/converged-ml-1m/cells \\
         --side-by-side experiments/converged-ml-1m/side-by-side-remi.json \\
         --reference-cell remi_bam-p+multi-lr1e-3_s1-40fa6cd4 --beside comirec-sa_recommended_s1-0d82ebe9
 
@@ -30,15 +31,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bamrec.errors import BamrecError
+
 ORIGINAL_ITERS = 34_000  # the original's training log: best validation check of the released BaM_p run
 TARGET = 0.329  # the released BaM_p checkpoint, test recall@20, reference protocol
 METRIC, PROTOCOL = "recall@20", "reference"
 
 
-def load_cells(cells_dir: Path, seed: int) -> list[dict[str, Any]]:
-    """The cell summaries of one seed, in file-name order."""
-    cells = [json.loads(p.read_text()) for p in sorted(cells_dir.glob("*.json"))]
-    return [c for c in cells if c.get("seed") == seed]
+def load_cells(experiment_file: Path, cells_dir: Path, seed: int) -> list[dict[str, Any]]:
+    """The finished cells of one seed, in the experiment's order: read as the study's report reads them
+    (``bamrec.experiments.aggregate.load_cells``), so a summary whose options no longer match the
+    experiment file, or a file that is not one of its cells, is left out."""
+    from bamrec.experiments.aggregate import load_cells as finished_cells
+    from bamrec.experiments.spec import load_experiment
+
+    return [record for _, record in finished_cells(load_experiment(experiment_file), cells_dir)
+            if record.get("seed") == seed]
 
 
 def time_to_best(cell: dict[str, Any]) -> float:
@@ -108,7 +116,8 @@ def markdown(table: list[dict[str, Any]], original_s: float | None, original_ite
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", type=Path, required=True, help="a study's cells/ folder (ML-1M)")
+    parser.add_argument("--experiment", type=Path, required=True, help="the study's TOML (ML-1M)")
+    parser.add_argument("--cells", type=Path, required=True, help="the study's cells/ folder")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--side-by-side", type=Path, help="benchmarks/side_by_side.py --json output with REMI")
     parser.add_argument("--reference-cell", help="the bamrec REMI BaM_p + multi-loss cell the ratio scales")
@@ -118,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     try:
-        cells = load_cells(args.cells, args.seed)
+        cells = load_cells(args.experiment, args.cells, args.seed)
         if not cells:
-            raise ValueError(f"no cells of seed {args.seed} in {args.cells}")
+            raise ValueError(f"no cells of seed {args.seed} of {args.experiment} in {args.cells}")
         ratio = original_to_bamrec_ratio(json.loads(args.side_by_side.read_text())) if args.side_by_side else None
         table, original_s = rows(cells, args.reference_cell, set(args.beside), ratio, args.original_iters, args.target)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, BamrecError) as error:
         print(f"time_to_quality: {error}", file=sys.stderr)
         return 2
     print(markdown(table, original_s, args.original_iters, args.target, ratio), end="")
