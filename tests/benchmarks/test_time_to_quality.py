@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from scripts import load_script
 
+from bamrec.experiments.cell import cell_file
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -73,7 +75,7 @@ def _study(tmp_path: Path) -> tuple[Path, Path, dict]:
 
 def _write(cells_dir: Path, cell, record: dict) -> None:
     record = dict(record, cell=cell.id, seed=cell.options["seed"], options=cell.options)
-    (cells_dir / f"{cell.id}.json").write_text(json.dumps(record))
+    cell_file(cells_dir, cell.id).write_text(json.dumps(record))
 
 
 def test_cells_are_read_as_the_report_reads_them(tmp_path, capsys):
@@ -85,7 +87,7 @@ def test_cells_are_read_as_the_report_reads_them(tmp_path, capsys):
     _write(cells_dir, hard2, _cell("x", 0.34, 2_000, 3_000, 300.0))  # seed 2: not asked for
     stale = dict(_cell("x", 0.40, 2_000, 3_000, 300.0), cell=bam1.id, seed=1,
                  options=dict(bam1.options, lr=0.5))  # its options are no longer the study's
-    (cells_dir / f"{bam1.id}.json").write_text(json.dumps(stale))
+    cell_file(cells_dir, bam1.id).write_text(json.dumps(stale))
     (cells_dir / "notes.json").write_text(json.dumps(_cell("foreign", 0.5, 1_000, 1_000, 10.0)))
     loaded = module.load_cells(experiment, cells_dir, 1)
     assert [c["cell"] for c in loaded] == [hard1.id]
